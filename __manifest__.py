@@ -1,0 +1,26 @@
+{
+    "name": "Point of Sale API",
+    "summary": "Restaurant backend for the Odoo POS: order lifecycle, exact billing, "
+    "device JSON API, real-time events, kitchen printing and health crons",
+    "version": "18.0.1.0.0",
+    "category": "Sales/Point of Sale",
+    "author": "point_of_sale_api developers",
+    "website": "https://github.com/point-of-sale-api/point_of_sale_api",
+    "license": "LGPL-3",
+    "depends": ["point_of_sale", "pos_restaurant", "bus"],
+    "external_dependencies": {
+        "python": ["redis", "pyjwt", "python-escpos", "pydantic"],
+    },
+    "data": [
+        "security/point_of_sale_api_security.xml",
+        "security/ir.model.access.csv",
+        "security/point_of_sale_api_rules.xml",
+        "views/pos_api_device_views.xml",
+    ],
+    "demo": [
+        "data/demo/restaurant_demo.xml",
+        "data/demo/device_demo.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

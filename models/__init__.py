@@ -1,0 +1,5 @@
+from . import pos_api_device
+from . import pos_api_printer
+from . import pos_config
+from . import pos_order_state_history
+from . import pos_order

@@ -1,0 +1,62 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+
+class PosApiPrinter(models.Model):
+    """An ESC/POS network printer station (kitchen, bar, ...).
+
+    Odoo CE's ``pos.printer`` prints from the browser through an IoT box or
+    Epson ePOS; restaurant kitchens mostly run plain ESC/POS printers on TCP
+    port 9100, which the server reaches directly.
+    """
+
+    _name = "pos.api.printer"
+    _description = "Kitchen Printer Station"
+    _order = "sequence, id"
+
+    name = fields.Char(required=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company, index=True
+    )
+    config_ids = fields.Many2many(
+        "pos.config",
+        "pos_api_printer_config_rel",
+        "printer_id",
+        "config_id",
+        string="Points of Sale",
+        help="Points of sale whose tickets this station prints.",
+    )
+    host = fields.Char(required=True, help="IP address or host name of the printer.")
+    port = fields.Integer(default=9100, required=True)
+    timeout = fields.Float(default=5.0, help="Seconds to wait for the printer.")
+    category_ids = fields.Many2many(
+        "pos.category",
+        "pos_api_printer_category_rel",
+        "printer_id",
+        "category_id",
+        string="Routed Categories",
+        help="Products of these POS categories are printed on this station.",
+    )
+    backup_printer_id = fields.Many2one(
+        "pos.api.printer",
+        string="Backup Printer",
+        help="Takes the tickets while this station is unreachable.",
+    )
+    paper_width = fields.Integer(default=42, help="Characters per line.")
+
+    _sql_constraints = [
+        ("port_range", "CHECK(port > 0 AND port < 65536)", "The printer port must be 1-65535."),
+        ("backup_not_self", "CHECK(backup_printer_id IS NULL OR backup_printer_id != id)",
+         "A printer cannot be its own backup."),
+    ]
+
+    @api.constrains("backup_printer_id", "company_id")
+    def _check_backup_company(self):
+        for printer in self:
+            backup = printer.backup_printer_id
+            if backup and backup.company_id != printer.company_id:
+                raise ValidationError(
+                    self.env._("The backup printer must belong to the same company.")
+                )

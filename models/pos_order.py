@@ -1,0 +1,249 @@
+import logging
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import float_compare
+
+from ..pos_core import lifecycle as lc
+from ..pos_core.exceptions import Conflict, Forbidden, InvalidInput
+from .pos_order_state_history import STATE_SELECTION
+
+_logger = logging.getLogger(__name__)
+
+# Roles allowed to sell at a price other than the pricelist's.
+PRICE_OVERRIDE_ROLES = frozenset({"manager"})
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    api_state = fields.Selection(
+        STATE_SELECTION,
+        string="Restaurant State",
+        default=lc.DRAFT,
+        required=True,
+        index=True,
+        copy=False,
+        readonly=True,
+        help="The restaurant lifecycle, kept consistent with the Odoo state.",
+    )
+    api_flow = fields.Selection(
+        [(lc.PAY_FIRST, "Pay first"), (lc.DINE_IN, "Dine-in")],
+        string="Kitchen Flow",
+        default=lc.PAY_FIRST,
+        required=True,
+        copy=False,
+        readonly=True,
+    )
+    api_device_id = fields.Many2one(
+        "pos.api.device", string="Created by Device", readonly=True, copy=False, index="btree_not_null"
+    )
+    kitchen_started_at = fields.Datetime(readonly=True, copy=False)
+    kitchen_ready_at = fields.Datetime(readonly=True, copy=False)
+    served_at = fields.Datetime(readonly=True, copy=False)
+    api_state_history_ids = fields.One2many(
+        "pos.order.state.history", "order_id", string="Lifecycle History", readonly=True
+    )
+
+    _sql_constraints = [
+        (
+            "pos_api_uuid_unique",
+            "UNIQUE(uuid)",
+            "An order with this uuid already exists: a client retried a creation.",
+        ),
+    ]
+
+    # ------------------------------------------------------------------
+    # Odoo's own flows enter the lifecycle
+    # ------------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        session_ids = {vals["session_id"] for vals in vals_list if vals.get("session_id")}
+        flows = {
+            session.id: session.config_id.api_kitchen_flow
+            for session in self.env["pos.session"].browse(session_ids)
+        }
+        for vals in vals_list:
+            if "api_flow" not in vals and vals.get("session_id") in flows:
+                vals["api_flow"] = flows[vals["session_id"]]
+        orders = super().create(vals_list)
+        orders.filtered(lambda order: order.state != "draft")._api_follow_odoo_state()
+        return orders
+
+    def write(self, vals):
+        result = super().write(vals)
+        if "state" in vals and not self.env.context.get("pos_api_transition"):
+            self._api_follow_odoo_state()
+        return result
+
+    @api.model
+    def sync_from_ui(self, orders):
+        return super(PosOrder, self.with_context(pos_api_source="pos_ui")).sync_from_ui(orders)
+
+    def _api_follow_odoo_state(self):
+        """Move the lifecycle where Odoo's state says the order is.
+
+        Orders paid, cancelled or invoiced by Odoo itself (the POS UI, the
+        backend, session closing) take the matching lifecycle state, with a
+        history row naming the source.
+        """
+        source = self.env.context.get("pos_api_source", "backend")
+        history = []
+        for order in self:
+            if order.state in lc.odoo_states_for(order.api_flow, order.api_state):
+                continue
+            target = lc.state_from_odoo(order.api_flow, order.state)
+            if target == order.api_state:
+                continue
+            history.append(order._api_history_vals(order.api_state, target, source=source,
+                                                   reason=f"odoo state {order.state}"))
+            super(PosOrder, order).write({"api_state": target})
+        if history:
+            self.env["pos.order.state.history"].sudo().create(history)
+
+    def _api_history_vals(self, from_state, to_state, source, reason=None, device=None):
+        return {
+            "order_id": self.id,
+            "from_state": from_state,
+            "to_state": to_state,
+            "source": source,
+            "reason": reason,
+            "device_id": device.id if device else False,
+            "user_id": self.env.uid,
+        }
+
+    # ------------------------------------------------------------------
+    # The lifecycle
+    # ------------------------------------------------------------------
+    def _api_transition(self, target, reason=None, device=None, source="api"):
+        """Move the order to ``target`` if the table allows it, or raise.
+
+        Odoo's side effects run first (payment check, cancel, invoice), so an
+        error leaves nothing written once the caller rolls back.
+        """
+        self.ensure_one()
+        transition = lc.check_transition(self.api_flow, self.api_state, target)
+        order = self.with_context(pos_api_transition=True)
+        if target == lc.VALIDATED:
+            order._api_check_validation(device)
+        if transition.needs_payment and self.state == "draft":
+            order._api_mark_paid()
+        if target == lc.CANCEL:
+            if transition.needs_refund:
+                raise Conflict(
+                    "A paid order is cancelled by refunding it through the payments flow.",
+                    code="refund_required",
+                    details={"order_id": self.id, "state": self.api_state},
+                )
+            order.action_pos_order_cancel()
+        if target == lc.INVOICED and self.state != "invoiced":
+            if not self.partner_id:
+                raise InvalidInput(
+                    "An order needs a customer to be invoiced.", code="customer_required"
+                )
+            order.action_pos_order_invoice()
+        vals = {"api_state": target}
+        if transition.timestamp_field:
+            vals[transition.timestamp_field] = fields.Datetime.now()
+        order.write(vals)
+        self.env["pos.order.state.history"].sudo().create(
+            self._api_history_vals(transition.current, target, source, reason, device)
+        )
+        return True
+
+    def _api_mark_paid(self):
+        """Odoo's own payment completion, as ``sync_from_ui`` runs it."""
+        try:
+            self.action_pos_order_paid()
+        except UserError as exc:
+            raise Conflict(
+                str(exc.args[0]) if exc.args else "The order is not fully paid.",
+                code="not_fully_paid",
+                details={"amount_total": self.amount_total, "amount_paid": self.amount_paid},
+            ) from exc
+        self._create_order_picking()
+        self._compute_total_cost_in_real_time()
+
+    # ------------------------------------------------------------------
+    # Validation at "validated"
+    # ------------------------------------------------------------------
+    def _api_check_validation(self, device=None):
+        """Sellable products, pricelist prices, positive quantities, stock."""
+        self.ensure_one()
+        problems = []
+        config = self.config_id
+        if not self.lines:
+            problems.append({"code": "empty_order", "message": "The order has no line."})
+        sellable = self.env["product.product"]
+        if self.lines:
+            sellable = self.env["product.product"].search(
+                [("id", "in", self.lines.product_id.ids)]
+                + config._get_available_product_domain()
+            )
+        currency = self.currency_id
+        for line in self.lines:
+            ref = {"line_uuid": line.uuid, "product_id": line.product_id.id}
+            if line.qty <= 0:
+                problems.append({**ref, "code": "quantity_not_positive",
+                                 "message": "Quantities must be positive."})
+            if line.product_id not in sellable:
+                problems.append({**ref, "code": "product_not_sellable",
+                                 "message": f"{line.product_id.display_name} is not sold here."})
+                continue
+            if line.combo_parent_id or line.combo_line_ids or line.api_price_override:
+                continue
+            expected = line._api_pricelist_price()
+            if float_compare(line.price_unit, expected, precision_rounding=currency.rounding):
+                problems.append({**ref, "code": "price_mismatch", "expected": expected,
+                                 "message": "The price differs from the pricelist."})
+        if config.api_check_stock:
+            problems += self._api_stock_problems()
+        if problems:
+            raise InvalidInput(
+                "The order cannot be validated.", code="order_invalid",
+                details={"problems": problems},
+            )
+
+    def _api_stock_problems(self):
+        location = self.config_id.picking_type_id.default_location_src_id
+        needed = {}
+        for line in self.lines.filtered(lambda line: line.product_id.is_storable):
+            needed[line.product_id] = needed.get(line.product_id, 0.0) + line.qty
+        problems = []
+        for product, qty in needed.items():
+            available = product.with_context(location=location.id).qty_available
+            if float_compare(available, qty, precision_rounding=product.uom_id.rounding) < 0:
+                problems.append({
+                    "product_id": product.id, "code": "insufficient_stock",
+                    "message": f"Only {available:g} {product.display_name} in stock.",
+                    "available": available, "requested": qty,
+                })
+        return problems
+
+
+class PosOrderLine(models.Model):
+    _inherit = "pos.order.line"
+
+    api_price_override = fields.Boolean(
+        string="Price Overridden", readonly=True, copy=False,
+        help="The price was set by a role allowed to depart from the pricelist.",
+    )
+
+    def _api_pricelist_price(self):
+        order = self.order_id
+        pricelist = order.pricelist_id or order.config_id.pricelist_id
+        price = pricelist._get_product_price(self.product_id, self.qty or 1.0,
+                                             currency=order.currency_id)
+        price += sum(self.attribute_value_ids.mapped("price_extra"))
+        return order.currency_id.round(price)
+
+    @api.model
+    def _api_check_price_override(self, device):
+        """Only some roles may depart from the pricelist."""
+        if device and device.role not in PRICE_OVERRIDE_ROLES:
+            raise Forbidden(
+                f"A {device.role} device cannot override prices.", code="price_override_forbidden"
+            )
+        if not device and not self.env.user.has_group("point_of_sale.group_pos_manager"):
+            raise Forbidden("Only POS managers can override prices.",
+                            code="price_override_forbidden")

@@ -1,0 +1,33 @@
+"""Infrastructure settings: an ``[point_of_sale_api]`` section of odoo.conf,
+overridden by ``POS_API_*`` environment variables.
+
+Secrets and infrastructure addresses live here, not in
+``ir.config_parameter``, so that they follow the deployment and never end up
+in a database dump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "POS_API_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = ""
+    jwt_secret: str = ""
+    access_token_ttl: int = 15 * 60
+    refresh_token_ttl: int = 30 * 24 * 3600
+
+
+def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
+    """Merge the odoo.conf section and the environment (environment wins)."""
+    values = {}
+    for field in fields(Settings):
+        raw = environ.get(ENV_PREFIX + field.name.upper(), section.get(field.name))
+        if raw in (None, ""):
+            continue
+        values[field.name] = int(raw) if field.type in ("int", int) else str(raw)
+    return Settings(**values)

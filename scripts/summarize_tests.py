@@ -1,0 +1,55 @@
+"""Prints which test tiers ran and how many tests each ran, from JUnit XML.
+
+Exits non-zero when no test ran at all, so that a broken collection can never
+pass as green.
+"""
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def counts(path):
+    if not Path(path).is_file():
+        return None
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        for key in total:
+            total[key] += int(suite.get(key, 0))
+    failed = total["failures"] + total["errors"]
+    return {
+        "ran": total["tests"],
+        "passed": total["tests"] - failed - total["skipped"],
+        "failed": failed,
+        "skipped": total["skipped"],
+    }
+
+
+def line(result):
+    return f"{result['passed']} passed, {result['failed']} failed, {result['skipped']} skipped"
+
+
+def main(plain_xml, odoo_xml, odoo_status):
+    plain = counts(plain_xml)
+    odoo = counts(odoo_xml) if odoo_status == "ran" else None
+    print("\n== test tiers ==")
+    print(f"plain tier: {'ran ' + str(plain['ran']) + ' tests: ' + line(plain) if plain else 'did not run'}")
+    if odoo_status == "ran":
+        print(f"Odoo tier:  {'ran ' + str(odoo['ran']) + ' tests: ' + line(odoo) if odoo else 'did not run (pytest collected nothing or crashed)'}")
+    else:
+        print(f"Odoo tier:  {odoo_status}")
+    results = [r for r in (plain, odoo) if r]
+    total = {key: sum(r[key] for r in results) for key in ("ran", "passed", "failed", "skipped")}
+    print(f"total: {line(total)}")
+    if total["ran"] - total["skipped"] <= 0:
+        print("error: no test was executed", file=sys.stderr)
+        return 1
+    if odoo_status == "ran" and not odoo:
+        return 1
+    return 1 if total["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
