@@ -15,6 +15,7 @@
         "security/point_of_sale_api_security.xml",
         "security/ir.model.access.csv",
         "security/point_of_sale_api_rules.xml",
+        "data/ir_cron.xml",
         "views/pos_api_device_views.xml",
     ],
     "demo": [

@@ -1,9 +1,327 @@
-from odoo import http
+"""The device JSON API under /pos_api/v1: parse, authenticate, call a model
+method, serialise. Business rules live in the models and engines."""
+
+import functools
+import hashlib
+import json
+import logging
+from decimal import Decimal
+
+from psycopg2 import IntegrityError
+from pydantic import ValidationError as SchemaError
+
+from odoo import SUPERUSER_ID, api, http
+from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.http import request
+
+from ..pos_core import api_spec, billing, tokens
+from ..pos_core import schemas as s
+from ..pos_core.exceptions import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PosApiError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+_logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def endpoint(name):
+    """Register the Odoo route declared as ``name`` in :mod:`api_spec`."""
+    route = api_spec.ROUTES_BY_NAME[name]
+
+    def decorator(func):
+        @functools.wraps(func)
+        def handler(self, **kwargs):
+            return self._dispatch(route, func, kwargs)
+
+        return http.route(
+            route.odoo_path,
+            type="http",
+            auth="none",
+            methods=[route.method],
+            csrf=False,
+            save_session=False,
+        )(handler)
+
+    return decorator
+
+
+def _dump(model, payload):
+    return model.model_validate(payload).model_dump(mode="json")
+
+
+def _request_hash(payload):
+    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class PosApiController(http.Controller):
-    @http.route("/pos_api/v1/health", type="http", auth="none", methods=["GET"], csrf=False)
-    def health(self):
-        """Liveness probe for devices and load balancers: no database access."""
-        return request.make_json_response({"status": "ok", "api": "v1"})
+    # ------------------------------------------------------------------
+    # plumbing
+    # ------------------------------------------------------------------
+    def _dispatch(self, route, func, kwargs):
+        try:
+            length = request.httprequest.content_length or 0
+            if length > MAX_BODY_BYTES:
+                raise PayloadTooLarge(
+                    f"The body exceeds {MAX_BODY_BYTES} bytes.", details={"limit": MAX_BODY_BYTES}
+                )
+            request.update_env(user=SUPERUSER_ID)
+            device = self._authenticate(route) if route.roles is not None else None
+            body = self._parse(route) if route.request else None
+            status, payload = func(self, device=device, body=body, **kwargs)
+            return request.make_json_response(payload, status=status)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
+            request.env.cr.rollback()
+            status, payload = self._error_payload(exc)
+            return request.make_json_response(payload, status=status)
+
+    def _authenticate(self, route):
+        header = request.httprequest.headers.get("Authorization", "")
+        scheme, _sep, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("A device bearer token is required.", code="missing_token")
+        devices = request.env["pos.api.device"].with_context(active_test=False)
+        claims = tokens.decode(devices._jwt_secret(), token.strip(), tokens.ACCESS)
+        device = devices.browse(claims.device_id).exists()
+        if (
+            not device
+            or not device.active
+            or device.token_version != claims.version
+            or device.config_id.id != claims.config_id
+            or device.role != claims.role
+        ):
+            raise Unauthorized("The token was revoked.", code="token_revoked")
+        if claims.role not in route.roles:
+            raise Forbidden(
+                f"A {claims.role} device may not call {route.name}.",
+                code="role_forbidden",
+                details={"role": claims.role, "allowed": sorted(route.roles)},
+            )
+        device._api_touch()
+        request.update_env(
+            user=device.user_id.id,
+            context=dict(request.env.context, allowed_company_ids=[device.company_id.id]),
+        )
+        return device.with_env(request.env(su=True))
+
+    def _parse(self, route):
+        if request.httprequest.mimetype != "application/json":
+            raise UnsupportedMediaType(
+                "Send the body as application/json.",
+                details={"content_type": request.httprequest.mimetype},
+            )
+        raw = request.httprequest.get_data(cache=False)
+        if len(raw) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"The body exceeds {MAX_BODY_BYTES} bytes.", details={"limit": MAX_BODY_BYTES}
+            )
+        try:
+            data = json.loads(raw or b"{}", parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PosApiError("The body is not valid JSON.", code="malformed_json") from exc
+        return route.request.model_validate(data)
+
+    @staticmethod
+    def _error_payload(exc):
+        if isinstance(exc, PosApiError):
+            return exc.status, exc.to_dict()
+        if isinstance(exc, SchemaError):
+            errors = [
+                {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+            error = InvalidInput(
+                "The request does not match the schema.", details={"errors": errors}
+            )
+            return error.status, error.to_dict()
+        if isinstance(exc, billing.BillingError):
+            error = InvalidInput(exc.message, code=exc.code, details=exc.details)
+            return error.status, error.to_dict()
+        if isinstance(exc, AccessError):
+            return 403, Forbidden(str(exc)).to_dict()
+        if isinstance(exc, MissingError):
+            return 404, NotFound(str(exc)).to_dict()
+        if isinstance(exc, (UserError, ValidationError)):
+            return 422, InvalidInput(str(exc), code="rejected").to_dict()
+        _logger.exception("POS API: unexpected error")
+        return 500, {"error": {"code": "internal_error", "message": "Internal error.",
+                               "details": {}}}
+
+    @staticmethod
+    def _order(device, order_id):
+        order = request.env["pos.order"].search(
+            [("id", "=", order_id), ("config_id", "=", device.config_id.id)]
+        )
+        if not order:
+            raise NotFound("No such order at this point of sale.", details={"order_id": order_id})
+        return order
+
+    @staticmethod
+    def _order_payload(order, with_history=True):
+        return _dump(s.OrderEnvelope, {"order": order._api_to_dict(with_history=with_history)})
+
+    # ------------------------------------------------------------------
+    # meta and auth
+    # ------------------------------------------------------------------
+    @endpoint("health")
+    def health(self, device, body):
+        """Liveness probe for devices and load balancers."""
+        return 200, {"status": "ok", "api": "v1"}
+
+    @endpoint("openapi")
+    def openapi(self, device, body):
+        return 200, api_spec.openapi(request.httprequest.host_url.rstrip("/"))
+
+    @endpoint("refresh")
+    def refresh(self, device, body):
+        devices = request.env["pos.api.device"].with_context(active_test=False)
+        return 200, devices._api_refresh(body.refresh_token)
+
+    # ------------------------------------------------------------------
+    # orders
+    # ------------------------------------------------------------------
+    @endpoint("order_create")
+    def order_create(self, device, body):
+        return self._create_one(device, body)
+
+    @endpoint("order_batch")
+    def order_batch(self, device, body):
+        results = []
+        for payload in body.orders:
+            try:
+                with request.env.cr.savepoint():
+                    status, response = self._create_one(device, payload)
+                results.append({"uuid": str(payload.uuid), "status": status, **response})
+            except Exception as exc:  # noqa: BLE001 - each order gets its own result
+                request.env.invalidate_all(flush=False)
+                status, error = self._error_payload(exc)
+                results.append({"uuid": str(payload.uuid), "status": status, **error})
+        return 200, _dump(s.BatchOut, {"results": results})
+
+    def _create_one(self, device, payload):
+        """Create, or replay the first response for this uuid."""
+        orders = request.env["pos.order"]
+        digest = _request_hash(payload)
+        replay = self._replay(request.env, device, payload, digest)
+        if replay:
+            return replay
+        try:
+            with request.env.cr.savepoint():
+                order = orders._api_create(payload, device)
+                response = self._order_payload(order)
+                order.sudo().write({"api_request_hash": digest,
+                                    "api_response": json.dumps(response)})
+        except IntegrityError:
+            # A concurrent request with the same uuid committed first: read
+            # what it stored from a fresh transaction.
+            request.env.invalidate_all(flush=False)
+            with request.env.registry.cursor() as cr:
+                replay = self._replay(api.Environment(cr, SUPERUSER_ID, {}), device, payload,
+                                      digest)
+            if replay:
+                return replay
+            raise
+        return 201, response
+
+    @staticmethod
+    def _replay(env, device, payload, digest):
+        order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))], limit=1)
+        if not order:
+            return None
+        if order.company_id.id != device.company_id.id or not order.api_response:
+            raise Conflict("An order with this uuid exists already.", code="uuid_conflict")
+        if order.api_request_hash != digest:
+            raise Conflict(
+                "This uuid was used for a different order.",
+                code="idempotency_mismatch",
+                details={"uuid": str(payload.uuid)},
+            )
+        return 201, json.loads(order.api_response)
+
+    @endpoint("order_list")
+    def order_list(self, device, body):
+        orders, cursor = request.env["pos.order"]._api_list(device, request.httprequest.args)
+        return 200, _dump(s.OrderList, {
+            "orders": [order._api_to_dict() for order in orders], "next_cursor": cursor,
+        })
+
+    @endpoint("order_get")
+    def order_get(self, device, body, order_id):
+        return 200, self._order_payload(self._order(device, order_id))
+
+    @endpoint("lines_add")
+    def lines_add(self, device, body, order_id):
+        order = self._order(device, order_id)
+        order._api_add_lines(body.lines, device)
+        return 200, self._order_payload(order)
+
+    @endpoint("line_update")
+    def line_update(self, device, body, order_id, line_uuid):
+        order = self._order(device, order_id)
+        order._api_update_line(line_uuid, body, device)
+        return 200, self._order_payload(order)
+
+    @endpoint("line_delete")
+    def line_delete(self, device, body, order_id, line_uuid):
+        order = self._order(device, order_id)
+        order._api_remove_line(line_uuid)
+        return 200, self._order_payload(order)
+
+    @endpoint("order_bill")
+    def order_bill(self, device, body, order_id):
+        order = self._order(device, order_id)
+        return 200, _dump(s.BillOut, order._api_bill(body.model_dump()))
+
+    def _transition(self, device, body, order_id, target):
+        order = self._order(device, order_id)
+        state = api_spec.TRANSITION_STATES[target]
+        order._api_transition(state, reason=body.reason, device=device)
+        return 200, self._order_payload(order)
+
+    @endpoint("order_validate")
+    def order_validate(self, device, body, order_id):
+        return self._transition(device, body, order_id, "validate")
+
+    @endpoint("order_pay")
+    def order_pay(self, device, body, order_id):
+        return self._transition(device, body, order_id, "pay")
+
+    @endpoint("order_prepare")
+    def order_prepare(self, device, body, order_id):
+        return self._transition(device, body, order_id, "prepare")
+
+    @endpoint("order_ready")
+    def order_ready(self, device, body, order_id):
+        return self._transition(device, body, order_id, "ready")
+
+    @endpoint("order_serve")
+    def order_serve(self, device, body, order_id):
+        return self._transition(device, body, order_id, "serve")
+
+    @endpoint("order_done")
+    def order_done(self, device, body, order_id):
+        return self._transition(device, body, order_id, "done")
+
+    @endpoint("order_cancel")
+    def order_cancel(self, device, body, order_id):
+        return self._transition(device, body, order_id, "cancel")
+
+    @endpoint("order_invoice")
+    def order_invoice(self, device, body, order_id):
+        return self._transition(device, body, order_id, "invoice")
+
+    @http.route(
+        ["/pos_api/v1/<path:unknown>"], type="http", auth="none", csrf=False, save_session=False
+    )
+    def not_found(self, unknown):
+        """Unknown API paths answer in the API's error shape, not Odoo's HTML."""
+        error = NotFound(f"No API route /pos_api/v1/{unknown}.", code="unknown_route")
+        return request.make_json_response(error.to_dict(), status=404)

@@ -3,3 +3,4 @@ from . import pos_api_printer
 from . import pos_config
 from . import pos_order_state_history
 from . import pos_order
+from . import pos_order_api

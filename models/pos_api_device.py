@@ -65,15 +65,14 @@ class PosApiDevice(models.Model):
         db_secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
         return hmac.new(db_secret.encode(), b"point_of_sale_api/jwt", hashlib.sha256).hexdigest()
 
-    def _issue_tokens(self):
-        """Sign a fresh pair and remember the refresh token as the only valid one."""
+    def _sign_pair(self):
         self.ensure_one()
         if not self.active:
             raise UserError(
                 self.env._("Device %s is archived and cannot receive tokens.", self.name)
             )
         settings = api_settings()
-        pair = tokens.issue_pair(
+        return tokens.issue_pair(
             self._jwt_secret(),
             device_id=self.id,
             config_id=self.config_id.id,
@@ -83,6 +82,10 @@ class PosApiDevice(models.Model):
             access_ttl=settings.access_token_ttl,
             refresh_ttl=settings.refresh_token_ttl,
         )
+
+    def _issue_tokens(self):
+        """Sign a fresh pair and remember its refresh token as the only valid one."""
+        pair = self._sign_pair()
         self.sudo().refresh_jti = pair.refresh_jti
         return pair
 
@@ -92,3 +95,47 @@ class PosApiDevice(models.Model):
             device.write({"token_version": device.token_version + 1, "refresh_jti": False})
         _logger.info("POS API tokens revoked for devices %s", self.ids)
         return True
+
+    def _api_touch(self):
+        """Record that the device was seen, at most once a minute (one row lock)."""
+        now = fields.Datetime.now()
+        if not self.last_seen or (now - self.last_seen).total_seconds() > 60:
+            self.env.cr.execute(
+                "UPDATE pos_api_device SET last_seen = %s WHERE id = %s", (now, self.id)
+            )
+            self.invalidate_recordset(["last_seen"])
+
+    @api.model
+    def _api_refresh(self, refresh_token):
+        """Rotate a pair. A refresh token is single-use: a reused one has
+        leaked, so every token of the device is revoked."""
+        claims = tokens.decode(self._jwt_secret(), refresh_token, tokens.REFRESH)
+        device = self.browse(claims.device_id).exists()
+        if not device or not device.active or device.token_version != claims.version:
+            raise tokens.TokenError("The token was revoked.", code="token_revoked")
+        pair = device._sign_pair()
+        # Compare-and-set: of two concurrent uses of one token, one wins.
+        self.env.cr.execute(
+            "UPDATE pos_api_device SET refresh_jti = %s WHERE id = %s AND refresh_jti = %s",
+            (pair.refresh_jti, device.id, claims.jti),
+        )
+        if not self.env.cr.rowcount:
+            # In its own transaction: the revocation survives this request's rollback.
+            with self.env.registry.cursor() as cr:
+                cr.execute(
+                    "UPDATE pos_api_device SET token_version = token_version + 1,"
+                    " refresh_jti = NULL WHERE id = %s AND token_version = %s",
+                    (device.id, claims.version),
+                )
+            raise tokens.TokenError(
+                "This refresh token was already used: every token of the device is revoked.",
+                code="refresh_reused",
+            )
+        device.invalidate_recordset(["refresh_jti"])
+        return {
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+            "token_type": "Bearer",
+            "expires_at": pair.access_expires_at,
+            "refresh_expires_at": pair.refresh_expires_at,
+        }

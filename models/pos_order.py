@@ -152,7 +152,9 @@ class PosOrder(models.Model):
         return True
 
     def _api_mark_paid(self):
-        """Odoo's own payment completion, as ``sync_from_ui`` runs it."""
+        """Odoo's own payment completion, then the stock follow-up that
+        ``sync_from_ui`` runs: at once, or batched off the request path when
+        the context asks for it (``pos_api_defer_followup``)."""
         try:
             self.action_pos_order_paid()
         except UserError as exc:
@@ -161,8 +163,11 @@ class PosOrder(models.Model):
                 code="not_fully_paid",
                 details={"amount_total": self.amount_total, "amount_paid": self.amount_paid},
             ) from exc
-        self._create_order_picking()
-        self._compute_total_cost_in_real_time()
+        self.api_followup_pending = True
+        if self.env.context.get("pos_api_defer_followup"):
+            self.env.ref("point_of_sale_api.ir_cron_order_followup")._trigger()
+        else:
+            self._api_run_followup()
 
     # ------------------------------------------------------------------
     # Validation at "validated"

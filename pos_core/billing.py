@@ -1066,6 +1066,23 @@ def _due_step(bill: Bill) -> Decimal:
     return bill.currency.rounding
 
 
+def _round_parts(totals: list[Decimal], total_due: Decimal, step: Decimal) -> list[Decimal]:
+    """Each part's total to the nearest ``step``, then the difference with the
+    bill's due amount settled one step at a time on the parts the rounding
+    moved most (ties to the earlier part). Without cash rounding the parts
+    are due exactly their totals."""
+    dues = [(t / step).quantize(_ONE, ROUND_HALF_UP) * step for t in totals]
+    left = int((total_due - sum(dues, _ZERO)) / step)
+    if left:
+        n = len(totals)
+        sign = 1 if left > 0 else -1
+        # Parts rounded down the most take the extra steps (or up, to give back).
+        order = sorted(range(n), key=lambda i: (-sign * (totals[i] - dues[i]), i))
+        for k in range(abs(left)):
+            dues[order[k % n]] += sign * step
+    return dues
+
+
 def _parts_from_lines(
     bill: Bill,
     labels: Sequence[Any],
@@ -1074,8 +1091,7 @@ def _parts_from_lines(
     taxes: Sequence[Decimal],
 ) -> tuple[BillPart, ...]:
     """Parts whose own lines are known; service charge, its tax and the tip are
-    shared in proportion to the parts' line totals, the due amount in
-    proportion to the parts' totals."""
+    shared in proportion to the parts' line totals."""
     step = bill.currency.rounding
     weights = [s + t for s, t in zip(subtotals, taxes)]
     service = _allocate(bill.service_charge, weights, step)
@@ -1084,7 +1100,7 @@ def _parts_from_lines(
     totals = [
         subtotals[i] + service[i] + taxes[i] + service_tax[i] + tips[i] for i in range(len(labels))
     ]
-    dues = _allocate(bill.total_due, totals, _due_step(bill))
+    dues = _round_parts(totals, bill.total_due, _due_step(bill))
     return tuple(
         BillPart(
             index=i,

@@ -50,3 +50,8 @@ class Conflict(PosApiError):
 class PayloadTooLarge(PosApiError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(PosApiError):
+    status = 415
+    code = "unsupported_media_type"

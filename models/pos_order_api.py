@@ -1,0 +1,539 @@
+"""The device API's order operations: glue between request shapes, the
+billing engine and Odoo's ``pos.order`` records."""
+
+import base64
+import json
+import logging
+import uuid
+from decimal import Decimal
+
+from odoo import api, fields, models
+from odoo.fields import Command
+from odoo.tools import float_repr
+
+from ..pos_core import billing
+from ..pos_core import lifecycle as lc
+from ..pos_core.exceptions import Conflict, InvalidInput, NotFound
+
+_logger = logging.getLogger(__name__)
+
+
+def _dec(value, digits):
+    return Decimal(float_repr(value, digits))
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    api_followup_pending = fields.Boolean(
+        string="Stock Follow-up Pending",
+        copy=False,
+        readonly=True,
+        index="btree_not_null",
+        help="Paid through the API; its picking and costs are made by a batched background "
+        "step (and always before its session closes).",
+    )
+
+    api_request_hash = fields.Char(copy=False, readonly=True)
+    api_response = fields.Text(
+        copy=False, readonly=True, help="The first API response, replayed to retries."
+    )
+
+    # ------------------------------------------------------------------
+    # Bill arithmetic through the engine
+    # ------------------------------------------------------------------
+    @api.model
+    def _api_engine_taxes(self, taxes, cache):
+        result = []
+        for tax in taxes:
+            if tax.id not in cache:
+                cache[tax.id] = billing.Tax(
+                    id=tax.id,
+                    amount_type=tax.amount_type,
+                    amount=_dec(tax.amount, 4),
+                    price_include=tax.price_include,
+                    include_base_amount=tax.include_base_amount,
+                    is_base_affected=tax.is_base_affected,
+                    sequence=tax.sequence,
+                    children=tuple(self._api_engine_taxes(tax.children_tax_ids, cache)),
+                    name=tax.name,
+                )
+            result.append(cache[tax.id])
+        return tuple(result)
+
+    @api.model
+    def _api_compute_bill(self, config, lines, request=None):
+        """The engine's bill for ``lines``: dicts with key, product, qty,
+        price_unit, discount, taxes (records, after fiscal position), seat."""
+        currency = config.currency_id
+        digits = currency.decimal_places
+        cache = {}
+        engine_lines = tuple(
+            billing.Line(
+                key=line["key"],
+                product_id=line["product"].id,
+                qty=_dec(line["qty"], 3),
+                price_unit=_dec(line["price_unit"], max(digits, 4)),
+                discount_pct=_dec(line["discount"] or 0.0, 4),
+                taxes=self._api_engine_taxes(line["taxes"], cache),
+                seat=line.get("seat"),
+            )
+            for line in lines
+        )
+        request = request or {}
+        service = request.get("service_charge")
+        discount = request.get("discount")
+        order = billing.Order(
+            lines=engine_lines,
+            currency=billing.Currency(rounding=_dec(currency.rounding, 6)),
+            rounding_method=config.company_id.tax_calculation_rounding_method,
+            discount=billing.Discount(discount["kind"], discount["value"]) if discount else None,
+            service_charge=billing.ServiceCharge(
+                service["kind"], service["value"],
+                self._api_engine_taxes(self.env["account.tax"].browse(service["tax_ids"]), cache),
+            ) if service else None,
+            tip=request.get("tip") or Decimal(0),
+            cash_rounding=billing.CashRounding(
+                _dec(config.rounding_method.rounding, 6), config.rounding_method.rounding_method
+            ) if config.cash_rounding and config.rounding_method else None,
+        )
+        try:
+            return billing.compute_bill(order)
+        except billing.BillingError as exc:
+            raise InvalidInput(exc.message, code=exc.code, details=exc.details) from exc
+
+    def _api_line_dicts(self):
+        self.ensure_one()
+        fiscal_position = self.fiscal_position_id
+        return [
+            {
+                "key": line.uuid,
+                "product": line.product_id,
+                "qty": line.qty,
+                "price_unit": line.price_unit,
+                "discount": line.discount,
+                "taxes": fiscal_position.map_tax(line.tax_ids),
+                "seat": line.api_seat or None,
+            }
+            for line in self.lines
+        ]
+
+    def _api_bill(self, request):
+        """The bill with discounts, service charge, tip and an optional split.
+        Reads only: nothing is written."""
+        self.ensure_one()
+        bill = self._api_compute_bill(self.config_id, self._api_line_dicts(), request)
+        split = request.get("split")
+        parts = ()
+        try:
+            if split and split["mode"] == "equal":
+                if not split.get("parts"):
+                    raise InvalidInput("An equal split needs 'parts'.", code="split_parts_missing")
+                parts = billing.split_equal(bill, split["parts"])
+            elif split and split["mode"] == "seats":
+                parts = billing.split_by_seats(bill)
+            elif split and split["mode"] == "items":
+                if not split.get("groups"):
+                    raise InvalidInput("An item split needs 'groups'.", code="split_groups_missing")
+                groups = [[str(key) for key in group] for group in split["groups"]]
+                parts = billing.split_by_items(bill, groups)
+        except billing.BillingError as exc:
+            raise InvalidInput(exc.message, code=exc.code, details=exc.details) from exc
+        return {
+            "currency": self.currency_id.name,
+            "lines": [
+                {"uuid": line.key, "untaxed": line.untaxed, "tax": line.tax,
+                 "total": line.total, "discount": line.discount}
+                for line in bill.lines
+            ],
+            "taxes": [tax._asdict() for tax in bill.taxes],
+            **{key: getattr(bill, key) for key in (
+                "subtotal", "discount", "service_charge", "untaxed", "tax", "tip", "total",
+                "rounding", "total_due",
+            )},
+            "parts": [
+                {"label": str(part.label), "line_uuids": [str(key) for key in part.line_keys],
+                 "untaxed": part.untaxed, "tax": part.tax, "tip": part.tip, "total": part.total,
+                 "total_due": part.total_due}
+                for part in parts
+            ],
+        }
+
+    def _api_recompute_amounts(self):
+        """Write line and order amounts from the engine (exact, Odoo-equal)."""
+        for order in self:
+            bill = self._api_compute_bill(order.config_id, order._api_line_dicts())
+            by_key = {line.key: line for line in bill.lines}
+            for line in order.lines:
+                amounts = by_key[line.uuid]
+                line.write({
+                    "price_subtotal": float(amounts.untaxed),
+                    "price_subtotal_incl": float(amounts.total),
+                })
+            order.write({"amount_tax": float(bill.tax), "amount_total": float(bill.total)})
+
+    # ------------------------------------------------------------------
+    # Create
+    # ------------------------------------------------------------------
+    @api.model
+    def _api_session(self, device):
+        session = device.config_id.current_session_id
+        if not session or session.state != "opened":
+            raise Conflict(
+                f"{device.config_id.name} has no open session.",
+                code="no_open_session",
+                details={"config_id": device.config_id.id},
+            )
+        return session
+
+    @api.model
+    def _api_line_vals(self, config, data, device, products):
+        """Order line values from a ``LineIn``: pricelist price unless a
+        permitted override, taxes after the fiscal position."""
+        product = products.get(data.product_id)
+        if not product:
+            raise InvalidInput(
+                f"Product {data.product_id} is not sold at this point of sale.",
+                code="unknown_product",
+                details={"product_id": data.product_id},
+            )
+        attributes = self.env["product.template.attribute.value"]
+        if data.attribute_value_ids:
+            attributes = attributes.browse(data.attribute_value_ids).exists()
+            if len(attributes) != len(set(data.attribute_value_ids)) or any(
+                value.product_tmpl_id != product.product_tmpl_id for value in attributes
+            ):
+                raise InvalidInput(
+                    "Attribute values do not belong to the product.",
+                    code="unknown_attribute_value",
+                    details={"product_id": product.id, "values": data.attribute_value_ids},
+                )
+        override = data.price_unit is not None
+        if override:
+            self.env["pos.order.line"]._api_check_price_override(device)
+            price_unit = float(data.price_unit)
+        else:
+            pricelist_price = config.pricelist_id._get_product_price(
+                product, float(data.qty), currency=config.currency_id
+            )
+            price_unit = pricelist_price + sum(attributes.mapped("price_extra"))
+        taxes = product.taxes_id.filtered(lambda tax: tax.company_id == config.company_id)
+        return {
+            "uuid": str(data.uuid or uuid.uuid4()),
+            "product_id": product.id,
+            "full_product_name": product.display_name,
+            "qty": float(data.qty),
+            "price_unit": price_unit,
+            "discount": float(data.discount),
+            "tax_ids": [Command.set(taxes.ids)],
+            "attribute_value_ids": [Command.set(attributes.ids)],
+            "customer_note": data.note or False,
+            "api_seat": data.seat or 0,
+            "api_price_override": override,
+        }, taxes
+
+    @api.model
+    def _api_sellable_products(self, config, product_ids):
+        if not product_ids:
+            return {}
+        products = self.env["product.product"].search(
+            [("id", "in", list(product_ids))] + config._get_available_product_domain()
+        )
+        return {product.id: product for product in products.filtered(lambda p: p.type != "combo")}
+
+    @api.model
+    def _api_create(self, payload, device):
+        """Create an order from an ``OrderCreate``; the caller handles replays."""
+        config = device.config_id
+        session = self._api_session(device)
+        products = self._api_sellable_products(config, {line.product_id for line in payload.lines})
+        table = self.env["restaurant.table"]
+        if payload.table_id:
+            table = table.browse(payload.table_id).exists()
+            if not table or table.floor_id not in config.floor_ids:
+                raise InvalidInput(
+                    f"Table {payload.table_id} is not in this restaurant.",
+                    code="unknown_table",
+                    details={"table_id": payload.table_id},
+                )
+        partner = self.env["res.partner"]
+        if payload.partner_id:
+            partner = partner.search([("id", "=", payload.partner_id)], limit=1)
+            if not partner:
+                raise InvalidInput("Unknown customer.", code="unknown_partner",
+                                   details={"partner_id": payload.partner_id})
+        fiscal_position = config.default_fiscal_position_id
+        line_vals, bill_lines = [], []
+        for data in payload.lines:
+            vals, taxes = self._api_line_vals(config, data, device, products)
+            line_vals.append(vals)
+            bill_lines.append({
+                "key": vals["uuid"], "product": products[data.product_id], "qty": vals["qty"],
+                "price_unit": vals["price_unit"], "discount": vals["discount"],
+                "taxes": fiscal_position.map_tax(taxes), "seat": data.seat,
+            })
+        if len({vals["uuid"] for vals in line_vals}) != len(line_vals):
+            raise InvalidInput("Two lines have the same uuid.", code="duplicate_line_uuid")
+        bill = self._api_compute_bill(config, bill_lines)
+        for vals, amounts in zip(line_vals, bill.lines):
+            vals["price_subtotal"] = float(amounts.untaxed)
+            vals["price_subtotal_incl"] = float(amounts.total)
+        methods = {method.id: method for method in config.payment_method_ids}
+        payment_vals = []
+        for payment in payload.payments:
+            method = methods.get(payment.payment_method_id)
+            if not method:
+                raise InvalidInput(
+                    f"Payment method {payment.payment_method_id} is not accepted here.",
+                    code="unknown_payment_method",
+                    details={"payment_method_id": payment.payment_method_id},
+                )
+            payment_vals.append(Command.create({
+                "payment_method_id": method.id,
+                "amount": float(payment.amount),
+                "payment_date": fields.Datetime.now(),
+                "session_id": session.id,
+            }))
+        if payment_vals and payload.state != lc.PAID:
+            raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
+        order = self.create({
+            "uuid": str(payload.uuid),
+            "session_id": session.id,
+            "user_id": device.user_id.id,
+            "pricelist_id": config.pricelist_id.id,
+            "fiscal_position_id": fiscal_position.id,
+            "table_id": table.id,
+            "customer_count": payload.customer_count or 0,
+            "partner_id": partner.id,
+            "general_note": payload.note or False,
+            "lines": [Command.create(vals) for vals in line_vals],
+            "payment_ids": payment_vals,
+            "amount_tax": float(bill.tax),
+            "amount_total": float(bill.total),
+            "amount_paid": float(sum(payment.amount for payment in payload.payments)),
+            "amount_return": 0.0,
+            "api_device_id": device.id,
+            "api_flow": config.api_kitchen_flow,
+        })
+        if payload.state in (lc.VALIDATED, lc.PAID):
+            order._api_transition(lc.VALIDATED, device=device)
+        if payload.state == lc.PAID:
+            order.with_context(pos_api_defer_followup=True)._api_transition(lc.PAID, device=device)
+        return order
+
+    # ------------------------------------------------------------------
+    # Lines of a draft order
+    # ------------------------------------------------------------------
+    def _api_check_editable(self):
+        self.ensure_one()
+        if self.api_state != lc.DRAFT or self.state != "draft":
+            raise Conflict(
+                "Lines can only change while the order is draft.",
+                code="order_not_draft",
+                details={"state": self.api_state},
+            )
+
+    def _api_add_lines(self, lines, device):
+        self._api_check_editable()
+        products = self._api_sellable_products(self.config_id, {line.product_id for line in lines})
+        existing = set(self.lines.mapped("uuid"))
+        commands = []
+        for data in lines:
+            vals, _taxes = self._api_line_vals(self.config_id, data, device, products)
+            if vals["uuid"] in existing:
+                raise Conflict("A line with this uuid exists already.", code="duplicate_line_uuid",
+                               details={"line_uuid": vals["uuid"]})
+            existing.add(vals["uuid"])
+            commands.append(Command.create(vals))
+        self.write({"lines": commands})
+        self._api_recompute_amounts()
+
+    def _api_line(self, line_uuid):
+        line = self.lines.filtered(lambda line: line.uuid == line_uuid)
+        if not line:
+            raise NotFound("No such line in this order.", details={"line_uuid": line_uuid})
+        return line
+
+    def _api_update_line(self, line_uuid, patch, device):
+        self._api_check_editable()
+        line = self._api_line(line_uuid)
+        vals = {}
+        if patch.qty is not None:
+            vals["qty"] = float(patch.qty)
+        if patch.discount is not None:
+            vals["discount"] = float(patch.discount)
+        if patch.note is not None:
+            vals["customer_note"] = patch.note
+        if patch.seat is not None:
+            vals["api_seat"] = patch.seat
+        if patch.price_unit is not None:
+            self.env["pos.order.line"]._api_check_price_override(device)
+            vals.update(price_unit=float(patch.price_unit), api_price_override=True)
+        if not vals:
+            raise InvalidInput("Nothing to change.", code="empty_patch")
+        line.write(vals)
+        if "qty" in vals and not line.api_price_override:
+            line.price_unit = line._api_pricelist_price()
+        self._api_recompute_amounts()
+
+    def _api_remove_line(self, line_uuid):
+        self._api_check_editable()
+        self._api_line(line_uuid).unlink()
+        self.has_deleted_line = True
+        self._api_recompute_amounts()
+
+    # ------------------------------------------------------------------
+    # Read
+    # ------------------------------------------------------------------
+    def _api_to_dict(self, with_history=False):
+        self.ensure_one()
+        digits = self.currency_id.decimal_places
+        result = {
+            "id": self.id,
+            "uuid": self.uuid,
+            "name": self.name,
+            "config_id": self.config_id.id,
+            "session_id": self.session_id.id,
+            "table_id": self.table_id.id or None,
+            "state": self.api_state,
+            "odoo_state": self.state,
+            "flow": self.api_flow,
+            "amount_tax": _dec(self.amount_tax, digits),
+            "amount_total": _dec(self.amount_total, digits),
+            "amount_paid": _dec(self.amount_paid, digits),
+            "currency": self.currency_id.name,
+            "lines": [
+                {
+                    "id": line.id,
+                    "uuid": line.uuid,
+                    "product_id": line.product_id.id,
+                    "product_name": line.full_product_name or line.product_id.display_name,
+                    "qty": _dec(line.qty, 3),
+                    "price_unit": _dec(line.price_unit, max(digits, 4)),
+                    "discount": _dec(line.discount, 2),
+                    "price_subtotal": _dec(line.price_subtotal, digits),
+                    "price_subtotal_incl": _dec(line.price_subtotal_incl, digits),
+                    "note": line.customer_note or None,
+                    "seat": line.api_seat or None,
+                    "price_override": line.api_price_override,
+                }
+                for line in self.lines
+            ],
+            "payments": [
+                {"id": pay.id, "payment_method_id": pay.payment_method_id.id,
+                 "amount": _dec(pay.amount, digits)}
+                for pay in self.payment_ids
+            ],
+            "write_date": self.write_date,
+            "kitchen_started_at": self.kitchen_started_at or None,
+            "kitchen_ready_at": self.kitchen_ready_at or None,
+            "served_at": self.served_at or None,
+        }
+        if with_history:
+            result["history"] = [
+                {"from_state": row.from_state, "to_state": row.to_state, "at": row.changed_at,
+                 "source": row.source, "reason": row.reason or None,
+                 "device_id": row.device_id.id or None}
+                for row in self.api_state_history_ids
+            ]
+        return result
+
+    @api.model
+    def _api_list(self, device, params):
+        """Orders of the device's point of sale, ordered by (write_date, id),
+        with an opaque cursor on that key so that pages never skip a row."""
+        domain = [("config_id", "=", device.config_id.id)]
+        state = params.get("state")
+        if state:
+            if state not in lc.STATES:
+                raise InvalidInput(f"Unknown state {state!r}.", code="invalid_filter",
+                                   details={"state": state, "allowed": list(lc.STATES)})
+            domain.append(("api_state", "=", state))
+        if params.get("table_id"):
+            domain.append(("table_id", "=", _int_param(params, "table_id")))
+        if params.get("updated_since"):
+            domain.append(("write_date", ">", _datetime_param(params, "updated_since")))
+        limit = _int_param(params, "limit", 50)
+        if not 1 <= limit <= 200:
+            raise InvalidInput("limit must be within 1-200.", code="invalid_filter")
+        if params.get("cursor"):
+            after_date, after_id = _decode_cursor(params["cursor"])
+            domain += ["|", ("write_date", ">", after_date),
+                       "&", ("write_date", "=", after_date), ("id", ">", after_id)]
+        orders = self.search(domain, order="write_date asc, id asc", limit=limit + 1)
+        page = orders[:limit]
+        cursor = None
+        if len(orders) > limit:
+            last = page[-1]
+            cursor = _encode_cursor(last.write_date, last.id)
+        return page, cursor
+
+    # ------------------------------------------------------------------
+    # Follow-up (pickings, costs) in batches, off the request path
+    # ------------------------------------------------------------------
+    def _api_run_followup(self):
+        """What ``sync_from_ui`` does after payment: picking, then costs."""
+        for order in self.filtered("api_followup_pending"):
+            order._create_order_picking()
+            order._compute_total_cost_in_real_time()
+            order.api_followup_pending = False
+
+    @api.model
+    def _cron_api_followup(self, batch_size=200):
+        orders = self.search([("api_followup_pending", "=", True)], order="id", limit=batch_size)
+        for order in orders:
+            order.with_company(order.company_id)._api_run_followup()
+        remaining = self.search_count([("api_followup_pending", "=", True)])
+        self.env["ir.cron"]._notify_progress(done=len(orders), remaining=remaining)
+
+
+class PosOrderLine(models.Model):
+    _inherit = "pos.order.line"
+
+    api_seat = fields.Integer(string="Seat", help="Guest seat, for splitting the bill by seats.")
+
+
+class PosSession(models.Model):
+    _inherit = "pos.session"
+
+    def _validate_session(self, balancing_account=False, amount_to_balance=0,
+                          bank_payment_method_diffs=None):
+        # Pickings of API orders must exist before the session's accounting.
+        self.env["pos.order"].search([
+            ("session_id", "in", self.ids), ("api_followup_pending", "=", True),
+        ])._api_run_followup()
+        return super()._validate_session(balancing_account, amount_to_balance,
+                                         bank_payment_method_diffs)
+
+
+def _int_param(params, name, default=None):
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer.", code="invalid_filter",
+                           details={name: raw}) from None
+
+
+def _datetime_param(params, name):
+    try:
+        return fields.Datetime.to_datetime(params[name].replace("T", " ")[:19])
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO datetime.", code="invalid_filter",
+                           details={name: params[name]}) from None
+
+
+def _encode_cursor(write_date, record_id):
+    raw = json.dumps([fields.Datetime.to_string(write_date), record_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor):
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        when, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return fields.Datetime.to_datetime(when), int(record_id)
+    except (ValueError, TypeError):
+        raise InvalidInput("The cursor is not valid.", code="invalid_cursor") from None

@@ -1,0 +1,167 @@
+"""The JSON API's routes, declared once.
+
+The controllers register an Odoo route for each entry and parse its body with
+the entry's request model; :func:`openapi` builds the OpenAPI 3 document from
+the same entries and models, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import schemas as s
+
+PREFIX = "/pos_api/v1"
+
+ALL_ROLES = frozenset({"cashier", "waiter", "kitchen", "manager"})
+ORDER_WRITERS = frozenset({"cashier", "waiter", "manager"})
+PAYERS = frozenset({"cashier", "waiter", "manager"})  # a kitchen device never takes money
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str  # OpenAPI style: /orders/{order_id}
+    summary: str
+    response: type[BaseModel]
+    status: int = 200
+    request: type[BaseModel] | None = None
+    roles: frozenset[str] | None = ALL_ROLES  # None: no device token needed
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def odoo_path(self) -> str:
+        """The werkzeug rule Odoo registers: {order_id} → <int:order_id>."""
+        return PREFIX + re.sub(r"\{(\w+)\}", lambda m: _converter(m.group(1)), self.path)
+
+
+def _converter(name: str) -> str:
+    return f"<int:{name}>" if name.endswith("_id") else f"<string:{name}>"
+
+
+TRANSITION_TARGETS = ("validate", "pay", "prepare", "ready", "serve", "done", "cancel", "invoice")
+
+ROUTES: tuple[Route, ...] = (
+    Route("health", "GET", "/health", "Liveness probe", s.HealthOut, roles=None, tags=("meta",)),
+    Route("openapi", "GET", "/openapi.json", "This document", s.OpenApiOut, roles=None,
+          tags=("meta",)),
+    Route("refresh", "POST", "/auth/refresh", "Rotate a device's token pair", s.TokenOut,
+          request=s.RefreshIn, roles=None, tags=("auth",)),
+    Route("order_create", "POST", "/orders", "Create an order (idempotent by uuid)",
+          s.OrderEnvelope, status=201, request=s.OrderCreate, roles=ORDER_WRITERS,
+          tags=("orders",)),
+    Route("order_batch", "POST", "/orders/batch", "Create many orders, one result each",
+          s.BatchOut, request=s.BatchCreate, roles=ORDER_WRITERS, tags=("orders",)),
+    Route("order_list", "GET", "/orders", "List orders, newest change last", s.OrderList,
+          query=(
+              ("state", "string", "Restaurant state to filter on"),
+              ("table_id", "integer", "Table to filter on"),
+              ("updated_since", "string", "ISO datetime: orders changed after it"),
+              ("limit", "integer", "Page size, 1-200 (50)"),
+              ("cursor", "string", "next_cursor of the previous page"),
+          ), tags=("orders",)),
+    Route("order_get", "GET", "/orders/{order_id}", "Fetch one order", s.OrderEnvelope,
+          tags=("orders",)),
+    Route("lines_add", "POST", "/orders/{order_id}/lines", "Add lines to a draft order",
+          s.OrderEnvelope, request=s.LinesAdd, roles=ORDER_WRITERS, tags=("orders",)),
+    Route("line_update", "PATCH", "/orders/{order_id}/lines/{line_uuid}",
+          "Change a line of a draft order", s.OrderEnvelope, request=s.LinePatch,
+          roles=ORDER_WRITERS, tags=("orders",)),
+    Route("line_delete", "DELETE", "/orders/{order_id}/lines/{line_uuid}",
+          "Remove a line of a draft order", s.OrderEnvelope, roles=ORDER_WRITERS,
+          tags=("orders",)),
+    Route("order_bill", "POST", "/orders/{order_id}/bill",
+          "Compute the bill (discounts, service, tip, splits) without writing anything",
+          s.BillOut, request=s.BillRequest, tags=("orders",)),
+    *(
+        Route(f"order_{target}", "POST", f"/orders/{{order_id}}/{target}",
+              f"Lifecycle transition: {target}", s.OrderEnvelope, request=s.TransitionIn,
+              roles=(PAYERS if target == "pay" else
+                     frozenset({"manager", "cashier"}) if target in ("cancel", "invoice") else
+                     ALL_ROLES if target in ("prepare", "ready", "serve") else ORDER_WRITERS),
+              tags=("lifecycle",))
+        for target in TRANSITION_TARGETS
+    ),
+)
+
+ROUTES_BY_NAME = {route.name: route for route in ROUTES}
+
+# Transition endpoint → lifecycle state.
+TRANSITION_STATES = {
+    "validate": "validated", "pay": "paid", "prepare": "preparing", "ready": "ready",
+    "serve": "served", "done": "done", "cancel": "cancel", "invoice": "invoiced",
+}
+
+
+def openapi(server_url: str = "") -> dict:
+    """The OpenAPI 3.1 document of every route in :data:`ROUTES`."""
+    models = {route.response for route in ROUTES} | {s.ErrorOut}
+    models |= {route.request for route in ROUTES if route.request}
+    _, defs = models_json_schema(
+        [(model, "validation" if model in _inputs() else "serialization") for model in models],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict] = {}
+    for route in ROUTES:
+        operation: dict = {
+            "operationId": route.name,
+            "summary": route.summary,
+            "tags": list(route.tags),
+            "responses": {
+                str(route.status): _json_ref(route.response, "Success"),
+                "4XX": _json_ref(s.ErrorOut, "Error: {error: {code, message, details}}"),
+            },
+        }
+        parameters = [
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer" if name.endswith("_id") else "string"}}
+            for name in re.findall(r"\{(\w+)\}", route.path)
+        ]
+        parameters += [
+            {"name": name, "in": "query", "required": False, "description": desc,
+             "schema": {"type": kind}}
+            for name, kind, desc in route.query
+        ]
+        if parameters:
+            operation["parameters"] = parameters
+        if route.request:
+            operation["requestBody"] = {"required": True, **_json_ref(route.request, "")}
+            operation["requestBody"].pop("description")
+        if route.roles is not None:
+            operation["security"] = [{"deviceToken": []}]
+            operation["x-roles"] = sorted(route.roles)
+        paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = operation
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "point_of_sale_api", "version": "1.0.0",
+                 "description": "Restaurant device API for Odoo 18."},
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "deviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+def _inputs() -> set[type[BaseModel]]:
+    return {route.request for route in ROUTES if route.request}
+
+
+def _json_ref(model: type[BaseModel], description: str) -> dict:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+        },
+    }

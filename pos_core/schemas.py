@@ -1,0 +1,268 @@
+"""Request and response shapes of the JSON API (pydantic v2).
+
+Input models forbid unknown fields and check types and ranges, so a bad
+request is refused before anything is written; the same models generate the
+OpenAPI document. Amounts travel as decimal strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveId = Annotated[int, Field(gt=0, lt=2**31, strict=True)]
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
+Amount = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
+PositiveAmount = Annotated[
+    Decimal, Field(gt=0, max_digits=14, decimal_places=4, allow_inf_nan=False)
+]
+Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=7, decimal_places=4)]
+ShortText = Annotated[str, Field(max_length=500)]
+Reason = Annotated[str, Field(max_length=200)]
+
+MAX_LINES = 300
+MAX_BATCH = 200
+# Only the states an order may be created in; later states have endpoints.
+CreateState = Literal["draft", "validated", "paid"]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(ser_json_timedelta="float")
+
+
+# ----------------------------------------------------------------- inputs
+
+
+class LineIn(Input):
+    uuid: UUID | None = Field(None, description="Client id of the line; generated when absent.")
+    product_id: PositiveId
+    qty: Quantity
+    price_unit: PositiveAmount | None = Field(
+        None, description="Price override; only roles allowed to override prices may send it."
+    )
+    discount: Percent = Decimal(0)
+    note: ShortText | None = None
+    seat: Annotated[int, Field(ge=0, le=999)] | None = None
+    attribute_value_ids: Annotated[list[PositiveId], Field(max_length=30)] = []
+
+
+class LinePatch(Input):
+    qty: Quantity | None = None
+    price_unit: PositiveAmount | None = None
+    discount: Percent | None = None
+    note: ShortText | None = None
+    seat: Annotated[int, Field(ge=0, le=999)] | None = None
+
+
+class PaymentIn(Input):
+    payment_method_id: PositiveId
+    amount: PositiveAmount
+
+
+class OrderCreate(Input):
+    uuid: UUID = Field(description="Client id of the order: the idempotency key of its creation.")
+    table_id: PositiveId | None = None
+    customer_count: Annotated[int, Field(ge=0, le=999)] | None = None
+    partner_id: PositiveId | None = None
+    note: ShortText | None = None
+    lines: Annotated[list[LineIn], Field(max_length=MAX_LINES)] = []
+    payments: Annotated[list[PaymentIn], Field(max_length=20)] = []
+    state: CreateState = "draft"
+
+
+class LinesAdd(Input):
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
+
+
+class BatchCreate(Input):
+    orders: Annotated[list[OrderCreate], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class TransitionIn(Input):
+    reason: Reason | None = None
+
+
+class BillDiscount(Input):
+    kind: Literal["percent", "amount"]
+    value: Amount
+
+
+class BillServiceCharge(Input):
+    kind: Literal["percent", "amount"]
+    value: Amount
+    tax_ids: Annotated[list[PositiveId], Field(max_length=5)] = []
+
+
+class BillSplit(Input):
+    mode: Literal["items", "seats", "equal"]
+    parts: Annotated[int, Field(ge=2, le=50)] | None = Field(
+        None, description="Number of equal parts (mode 'equal')."
+    )
+    groups: Annotated[list[list[UUID]], Field(max_length=50)] | None = Field(
+        None, description="Line uuids of each part (mode 'items')."
+    )
+
+
+class BillRequest(Input):
+    discount: BillDiscount | None = None
+    service_charge: BillServiceCharge | None = None
+    tip: Amount = Decimal(0)
+    split: BillSplit | None = None
+
+
+class RefreshIn(Input):
+    refresh_token: Annotated[str, Field(min_length=20, max_length=4000)]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class ErrorBody(Output):
+    code: str
+    message: str
+    details: dict | list = {}
+
+
+class ErrorOut(Output):
+    error: ErrorBody
+
+
+class TokenOut(Output):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_at: int
+    refresh_expires_at: int
+
+
+class LineOut(Output):
+    id: int
+    uuid: str
+    product_id: int
+    product_name: str
+    qty: Decimal
+    price_unit: Decimal
+    discount: Decimal
+    price_subtotal: Decimal
+    price_subtotal_incl: Decimal
+    note: str | None = None
+    seat: int | None = None
+    price_override: bool = False
+
+
+class PaymentOut(Output):
+    id: int
+    payment_method_id: int
+    amount: Decimal
+
+
+class HistoryOut(Output):
+    from_state: str
+    to_state: str
+    at: datetime
+    source: str
+    reason: str | None = None
+    device_id: int | None = None
+
+
+class OrderOut(Output):
+    id: int
+    uuid: str
+    name: str
+    config_id: int
+    session_id: int
+    table_id: int | None = None
+    state: str = Field(description="Restaurant lifecycle state.")
+    odoo_state: str
+    flow: str
+    amount_tax: Decimal
+    amount_total: Decimal
+    amount_paid: Decimal
+    currency: str
+    lines: list[LineOut]
+    payments: list[PaymentOut]
+    history: list[HistoryOut] = []
+    write_date: datetime
+    kitchen_started_at: datetime | None = None
+    kitchen_ready_at: datetime | None = None
+    served_at: datetime | None = None
+
+
+class OrderEnvelope(Output):
+    order: OrderOut
+
+
+class OrderList(Output):
+    orders: list[OrderOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= to get the next page.")
+
+
+class BatchResult(Output):
+    uuid: str
+    status: int
+    order: OrderOut | None = None
+    error: ErrorBody | None = None
+
+
+class BatchOut(Output):
+    results: list[BatchResult]
+
+
+class BillLineOut(Output):
+    uuid: str
+    untaxed: Decimal
+    tax: Decimal
+    total: Decimal
+    discount: Decimal
+
+
+class BillPartOut(Output):
+    label: str
+    line_uuids: list[str]
+    untaxed: Decimal
+    tax: Decimal
+    tip: Decimal
+    total: Decimal
+    total_due: Decimal
+
+
+class BillTaxOut(Output):
+    tax_id: int
+    name: str
+    base: Decimal
+    amount: Decimal
+
+
+class BillOut(Output):
+    currency: str
+    lines: list[BillLineOut]
+    taxes: list[BillTaxOut]
+    subtotal: Decimal
+    discount: Decimal
+    service_charge: Decimal
+    untaxed: Decimal
+    tax: Decimal
+    tip: Decimal
+    total: Decimal
+    rounding: Decimal
+    total_due: Decimal
+    parts: list[BillPartOut] = []
+
+
+class OpenApiOut(Output):
+    model_config = ConfigDict(extra="allow")
+    openapi: str
+    paths: dict
+
+
+class HealthOut(Output):
+    status: str
+    api: str
