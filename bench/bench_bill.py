@@ -21,16 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pos_core import billing  # noqa: E402
+from pos_core import billing
 
 TARGET_P50_MS = 0.2
 
 
 def build_order(rounding_method: str) -> billing.Order:
     vat = billing.Tax(1, billing.PERCENT, Decimal("21"), price_include=True, sequence=10)
-    city = billing.Tax(
-        2, billing.PERCENT, Decimal("3.5"), include_base_amount=True, sequence=5
-    )
+    city = billing.Tax(2, billing.PERCENT, Decimal("3.5"), include_base_amount=True, sequence=5)
     lines = tuple(
         billing.Line(
             key=f"L{i}",

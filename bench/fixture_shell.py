@@ -25,7 +25,9 @@ def _pos_config(env):
     config = env.ref("point_of_sale_api.demo_pos_config", raise_if_not_found=False)
     source = "point_of_sale_api.demo_pos_config"
     if not config:
-        config = env["pos.config"].search([("module_pos_restaurant", "=", True)], limit=1, order="id")
+        config = env["pos.config"].search(
+            [("module_pos_restaurant", "=", True)], limit=1, order="id"
+        )
         source = "first restaurant pos.config (the addon's demo config is missing)"
     if not config:
         raise SystemExit("BENCH_ERROR no restaurant pos.config in the database")
@@ -72,7 +74,7 @@ def _products(env, config):
     return picked
 
 
-def _order_template(env, config, session, products):
+def _order_template(env, config, products):
     """One order's lines and totals, priced as create_ui_order_data does."""
     pricelist = config.pricelist_id
     currency = config.currency_id
@@ -87,16 +89,18 @@ def _order_template(env, config, session, products):
             if taxes
             else {"total_excluded": price_unit * qty, "total_included": price_unit * qty}
         )
-        lines.append({
-            "product_id": product.id,
-            "product_name": product.display_name,
-            "qty": qty,
-            "price_unit": price_unit,
-            "price_subtotal": amounts["total_excluded"],
-            "price_subtotal_incl": amounts["total_included"],
-            "tax_ids": taxes.ids,
-            "is_storable": bool(product.is_storable),
-        })
+        lines.append(
+            {
+                "product_id": product.id,
+                "product_name": product.display_name,
+                "qty": qty,
+                "price_unit": price_unit,
+                "price_subtotal": amounts["total_excluded"],
+                "price_subtotal_incl": amounts["total_included"],
+                "tax_ids": taxes.ids,
+                "is_storable": bool(product.is_storable),
+            }
+        )
     total = sum(line["price_subtotal_incl"] for line in lines)
     untaxed = sum(line["price_subtotal"] for line in lines)
     return lines, currency.round(total), currency.round(total - untaxed)
@@ -111,8 +115,10 @@ def _tokens(env):
 
 
 def _postgres_settings(env):
-    env.cr.execute("SELECT current_setting('server_version'), current_setting('fsync'), "
-                   "current_setting('synchronous_commit')")
+    env.cr.execute(
+        "SELECT current_setting('server_version'), current_setting('fsync'), "
+        "current_setting('synchronous_commit')"
+    )
     version, fsync, sync_commit = env.cr.fetchone()
     return {"version": version, "fsync": fsync, "synchronous_commit": sync_commit}
 
@@ -127,7 +133,7 @@ def main(env):
     if not cash:
         raise SystemExit("BENCH_ERROR the POS config has no cash payment method")
     products = _products(env, config)
-    lines, total, tax = _order_template(env, config, session, products)
+    lines, total, tax = _order_template(env, config, products)
     table = config.floor_ids.table_ids.sorted("id")[:1]
     company = config.company_id
     fixture = {

@@ -13,6 +13,7 @@ from pydantic import ValidationError as SchemaError
 from odoo import SUPERUSER_ID, api, http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.http import request
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from ..pos_core import api_spec, billing, tokens
 from ..pos_core import schemas as s
@@ -48,6 +49,9 @@ def endpoint(name):
             methods=[route.method],
             csrf=False,
             save_session=False,
+            # Unauthenticated reads may run on a read-only cursor (a replica
+            # when configured); device calls record the device's last visit.
+            readonly=route.roles is None and route.method == "GET",
         )(handler)
 
     return decorator
@@ -78,8 +82,11 @@ class PosApiController(http.Controller):
             body = self._parse(route) if route.request else None
             status, payload = func(self, device=device, body=body, **kwargs)
             return request.make_json_response(payload, status=status)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            raise  # Odoo retries the whole request on a serialization conflict
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
-            request.env.cr.rollback()
+            if not getattr(exc, "keep_writes", False):
+                request.env.cr.rollback()
             status, payload = self._error_payload(exc)
             return request.make_json_response(payload, status=status)
 
@@ -247,7 +254,7 @@ class PosApiController(http.Controller):
         return 201, json.loads(order.api_response)
 
     @endpoint("order_list")
-    def order_list(self, device, body):
+    def order_list(self, device, body, **_query):
         orders, cursor = request.env["pos.order"]._api_list(device, request.httprequest.args)
         return 200, _dump(s.OrderList, {
             "orders": [order._api_to_dict() for order in orders], "next_cursor": cursor,

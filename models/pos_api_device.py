@@ -97,13 +97,22 @@ class PosApiDevice(models.Model):
         return True
 
     def _api_touch(self):
-        """Record that the device was seen, at most once a minute (one row lock)."""
+        """Record that the device was seen, at most once a minute.
+
+        In its own short transaction, skipping a row another request holds:
+        ``last_seen`` is informational and must never make a request fail or
+        conflict with a concurrent one of the same device.
+        """
         now = fields.Datetime.now()
-        if not self.last_seen or (now - self.last_seen).total_seconds() > 60:
-            self.env.cr.execute(
-                "UPDATE pos_api_device SET last_seen = %s WHERE id = %s", (now, self.id)
+        if self.last_seen and (now - self.last_seen).total_seconds() < 60:
+            return
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                "SELECT id FROM pos_api_device WHERE id = %s FOR UPDATE SKIP LOCKED", (self.id,)
             )
-            self.invalidate_recordset(["last_seen"])
+            if cr.fetchone():
+                cr.execute("UPDATE pos_api_device SET last_seen = %s WHERE id = %s",
+                           (now, self.id))
 
     @api.model
     def _api_refresh(self, refresh_token):
@@ -120,16 +129,9 @@ class PosApiDevice(models.Model):
             (pair.refresh_jti, device.id, claims.jti),
         )
         if not self.env.cr.rowcount:
-            # In its own transaction: the revocation survives this request's rollback.
-            with self.env.registry.cursor() as cr:
-                cr.execute(
-                    "UPDATE pos_api_device SET token_version = token_version + 1,"
-                    " refresh_jti = NULL WHERE id = %s AND token_version = %s",
-                    (device.id, claims.version),
-                )
-            raise tokens.TokenError(
-                "This refresh token was already used: every token of the device is revoked.",
-                code="refresh_reused",
+            device.action_revoke_tokens()
+            raise tokens.RefreshReused(
+                "This refresh token was already used: every token of the device is revoked."
             )
         device.invalidate_recordset(["refresh_jti"])
         return {

@@ -186,6 +186,14 @@ class PosOrder(models.Model):
                 + config._get_available_product_domain()
             )
         currency = self.currency_id
+        priced = self.lines.filtered(
+            lambda line: not (line.combo_parent_id or line.combo_line_ids
+                              or line.api_price_override)
+        )
+        expected_prices = dict(zip(priced, self._api_pricelist_prices(
+            self.pricelist_id or config.pricelist_id, currency,
+            [(line.product_id, line.qty, line.attribute_value_ids) for line in priced],
+        )))
         for line in self.lines:
             ref = {"line_uuid": line.uuid, "product_id": line.product_id.id}
             if line.qty <= 0:
@@ -195,10 +203,10 @@ class PosOrder(models.Model):
                 problems.append({**ref, "code": "product_not_sellable",
                                  "message": f"{line.product_id.display_name} is not sold here."})
                 continue
-            if line.combo_parent_id or line.combo_line_ids or line.api_price_override:
-                continue
-            expected = line._api_pricelist_price()
-            if float_compare(line.price_unit, expected, precision_rounding=currency.rounding):
+            expected = expected_prices.get(line)
+            if expected is not None and float_compare(
+                line.price_unit, expected, precision_rounding=currency.rounding
+            ):
                 problems.append({**ref, "code": "price_mismatch", "expected": expected,
                                  "message": "The price differs from the pricelist."})
         if config.api_check_stock:
@@ -208,6 +216,24 @@ class PosOrder(models.Model):
                 "The order cannot be validated.", code="order_invalid",
                 details={"problems": problems},
             )
+
+    @api.model
+    def _api_pricelist_prices(self, pricelist, currency, items):
+        """Unit prices of (product, qty, attribute values) items: the
+        pricelist's price plus the attributes' extras, one rule lookup per
+        distinct quantity."""
+        by_qty = {}
+        for product, qty, _attributes in items:
+            by_qty.setdefault(qty or 1.0, self.env["product.product"])
+            by_qty[qty or 1.0] |= product
+        prices = {
+            qty: pricelist._get_products_price(products, qty, currency=currency)
+            for qty, products in by_qty.items()
+        }
+        return [
+            currency.round(prices[qty or 1.0][product.id] + sum(attributes.mapped("price_extra")))
+            for product, qty, attributes in items
+        ]
 
     def _api_stock_problems(self):
         location = self.config_id.picking_type_id.default_location_src_id
@@ -233,14 +259,6 @@ class PosOrderLine(models.Model):
         string="Price Overridden", readonly=True, copy=False,
         help="The price was set by a role allowed to depart from the pricelist.",
     )
-
-    def _api_pricelist_price(self):
-        order = self.order_id
-        pricelist = order.pricelist_id or order.config_id.pricelist_id
-        price = pricelist._get_product_price(self.product_id, self.qty or 1.0,
-                                             currency=order.currency_id)
-        price += sum(self.attribute_value_ids.mapped("price_extra"))
-        return order.currency_id.round(price)
 
     @api.model
     def _api_check_price_override(self, device):

@@ -187,50 +187,56 @@ class PosOrder(models.Model):
         return session
 
     @api.model
-    def _api_line_vals(self, config, data, device, products):
-        """Order line values from a ``LineIn``: pricelist price unless a
-        permitted override, taxes after the fiscal position."""
-        product = products.get(data.product_id)
-        if not product:
-            raise InvalidInput(
-                f"Product {data.product_id} is not sold at this point of sale.",
-                code="unknown_product",
-                details={"product_id": data.product_id},
-            )
-        attributes = self.env["product.template.attribute.value"]
-        if data.attribute_value_ids:
-            attributes = attributes.browse(data.attribute_value_ids).exists()
-            if len(attributes) != len(set(data.attribute_value_ids)) or any(
-                value.product_tmpl_id != product.product_tmpl_id for value in attributes
-            ):
+    def _api_lines_vals(self, config, lines, device, products):
+        """Order line values from ``LineIn`` items: pricelist prices unless a
+        permitted override, taxes of the company. Returns (vals, taxes) pairs."""
+        prepared = []
+        for data in lines:
+            product = products.get(data.product_id)
+            if not product:
                 raise InvalidInput(
-                    "Attribute values do not belong to the product.",
-                    code="unknown_attribute_value",
-                    details={"product_id": product.id, "values": data.attribute_value_ids},
+                    f"Product {data.product_id} is not sold at this point of sale.",
+                    code="unknown_product",
+                    details={"product_id": data.product_id},
                 )
-        override = data.price_unit is not None
-        if override:
-            self.env["pos.order.line"]._api_check_price_override(device)
-            price_unit = float(data.price_unit)
-        else:
-            pricelist_price = config.pricelist_id._get_product_price(
-                product, float(data.qty), currency=config.currency_id
-            )
-            price_unit = pricelist_price + sum(attributes.mapped("price_extra"))
-        taxes = product.taxes_id.filtered(lambda tax: tax.company_id == config.company_id)
-        return {
-            "uuid": str(data.uuid or uuid.uuid4()),
-            "product_id": product.id,
-            "full_product_name": product.display_name,
-            "qty": float(data.qty),
-            "price_unit": price_unit,
-            "discount": float(data.discount),
-            "tax_ids": [Command.set(taxes.ids)],
-            "attribute_value_ids": [Command.set(attributes.ids)],
-            "customer_note": data.note or False,
-            "api_seat": data.seat or 0,
-            "api_price_override": override,
-        }, taxes
+            attributes = self.env["product.template.attribute.value"]
+            if data.attribute_value_ids:
+                attributes = attributes.browse(data.attribute_value_ids).exists()
+                if len(attributes) != len(set(data.attribute_value_ids)) or any(
+                    value.product_tmpl_id != product.product_tmpl_id for value in attributes
+                ):
+                    raise InvalidInput(
+                        "Attribute values do not belong to the product.",
+                        code="unknown_attribute_value",
+                        details={"product_id": product.id, "values": data.attribute_value_ids},
+                    )
+            if data.price_unit is not None:
+                self.env["pos.order.line"]._api_check_price_override(device)
+            prepared.append((data, product, attributes))
+        prices = self._api_pricelist_prices(
+            config.pricelist_id, config.currency_id,
+            [(product, float(data.qty), attributes) for data, product, attributes in prepared
+             if data.price_unit is None],
+        )
+        next_price = iter(prices).__next__
+        result = []
+        for data, product, attributes in prepared:
+            override = data.price_unit is not None
+            taxes = product.taxes_id.filtered(lambda tax: tax.company_id == config.company_id)
+            result.append(({
+                "uuid": str(data.uuid or uuid.uuid4()),
+                "product_id": product.id,
+                "full_product_name": product.display_name,
+                "qty": float(data.qty),
+                "price_unit": float(data.price_unit) if override else next_price(),
+                "discount": float(data.discount),
+                "tax_ids": [Command.set(taxes.ids)],
+                "attribute_value_ids": [Command.set(attributes.ids)],
+                "customer_note": data.note or False,
+                "api_seat": data.seat or 0,
+                "api_price_override": override,
+            }, taxes))
+        return result
 
     @api.model
     def _api_sellable_products(self, config, product_ids):
@@ -264,8 +270,9 @@ class PosOrder(models.Model):
                                    details={"partner_id": payload.partner_id})
         fiscal_position = config.default_fiscal_position_id
         line_vals, bill_lines = [], []
-        for data in payload.lines:
-            vals, taxes = self._api_line_vals(config, data, device, products)
+        for data, (vals, taxes) in zip(
+            payload.lines, self._api_lines_vals(config, payload.lines, device, products)
+        ):
             line_vals.append(vals)
             bill_lines.append({
                 "key": vals["uuid"], "product": products[data.product_id], "qty": vals["qty"],
@@ -338,13 +345,14 @@ class PosOrder(models.Model):
         products = self._api_sellable_products(self.config_id, {line.product_id for line in lines})
         existing = set(self.lines.mapped("uuid"))
         commands = []
-        for data in lines:
-            vals, _taxes = self._api_line_vals(self.config_id, data, device, products)
+        for vals, _taxes in self._api_lines_vals(self.config_id, lines, device, products):
             if vals["uuid"] in existing:
                 raise Conflict("A line with this uuid exists already.", code="duplicate_line_uuid",
                                details={"line_uuid": vals["uuid"]})
             existing.add(vals["uuid"])
-            commands.append(Command.create(vals))
+            # Amounts are placeholders until the engine recomputes the order below.
+            commands.append(Command.create({**vals, "price_subtotal": 0.0,
+                                            "price_subtotal_incl": 0.0}))
         self.write({"lines": commands})
         self._api_recompute_amounts()
 
@@ -373,7 +381,10 @@ class PosOrder(models.Model):
             raise InvalidInput("Nothing to change.", code="empty_patch")
         line.write(vals)
         if "qty" in vals and not line.api_price_override:
-            line.price_unit = line._api_pricelist_price()
+            line.price_unit = self._api_pricelist_prices(
+                self.pricelist_id, self.currency_id,
+                [(line.product_id, line.qty, line.attribute_value_ids)],
+            )[0]
         self._api_recompute_amounts()
 
     def _api_remove_line(self, line_uuid):
@@ -440,8 +451,8 @@ class PosOrder(models.Model):
 
     @api.model
     def _api_list(self, device, params):
-        """Orders of the device's point of sale, ordered by (write_date, id),
-        with an opaque cursor on that key so that pages never skip a row."""
+        """Orders of the device's point of sale in id order, with an opaque
+        cursor (the last id seen) so that pages never skip or repeat a row."""
         domain = [("config_id", "=", device.config_id.id)]
         state = params.get("state")
         if state:
@@ -452,20 +463,15 @@ class PosOrder(models.Model):
         if params.get("table_id"):
             domain.append(("table_id", "=", _int_param(params, "table_id")))
         if params.get("updated_since"):
-            domain.append(("write_date", ">", _datetime_param(params, "updated_since")))
+            domain.append(("write_date", ">=", _datetime_param(params, "updated_since")))
         limit = _int_param(params, "limit", 50)
         if not 1 <= limit <= 200:
             raise InvalidInput("limit must be within 1-200.", code="invalid_filter")
         if params.get("cursor"):
-            after_date, after_id = _decode_cursor(params["cursor"])
-            domain += ["|", ("write_date", ">", after_date),
-                       "&", ("write_date", "=", after_date), ("id", ">", after_id)]
-        orders = self.search(domain, order="write_date asc, id asc", limit=limit + 1)
+            domain.append(("id", ">", _decode_cursor(params["cursor"])))
+        orders = self.search(domain, order="id asc", limit=limit + 1)
         page = orders[:limit]
-        cursor = None
-        if len(orders) > limit:
-            last = page[-1]
-            cursor = _encode_cursor(last.write_date, last.id)
+        cursor = _encode_cursor(page[-1].id) if len(orders) > limit else None
         return page, cursor
 
     # ------------------------------------------------------------------
@@ -525,15 +531,12 @@ def _datetime_param(params, name):
                            details={name: params[name]}) from None
 
 
-def _encode_cursor(write_date, record_id):
-    raw = json.dumps([fields.Datetime.to_string(write_date), record_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _encode_cursor(record_id):
+    return base64.urlsafe_b64encode(json.dumps({"after": record_id}).encode()).decode()
 
 
 def _decode_cursor(cursor):
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        when, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return fields.Datetime.to_datetime(when), int(record_id)
-    except (ValueError, TypeError):
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"])
+    except (ValueError, TypeError, KeyError):
         raise InvalidInput("The cursor is not valid.", code="invalid_cursor") from None

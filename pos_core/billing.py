@@ -22,7 +22,11 @@ mirrors ``account.tax._get_tax_details`` (the engine behind ``compute_all``,
 
 Rounding is HALF-UP to the currency step, as ``float_round`` does. Because
 the engine works in Decimal, ties are exact; Odoo reaches the same results
-in floats thanks to the epsilon in ``float_round``.
+in floats thanks to the epsilon in ``float_round``. One float artefact is
+not reproduced: when a price-included *fixed* tax is nearly the whole price,
+``price - fixed`` loses enough float precision for Odoo to round a half cent
+down (the engine rounds it up, which is the exact result). Odoo-tier test:
+``tests/test_billing_odoo.py``.
 
 Order totals (``Bill.untaxed``/``tax``/``total``) are those the Odoo 18 POS
 stores in ``amount_tax``/``amount_total``:
@@ -116,6 +120,7 @@ __all__ = [
     "TaxTotal",
     "compute_bill",
     "compute_taxes",
+    "price_amounts",
     "split_by_items",
     "split_by_seats",
     "split_equal",
@@ -202,7 +207,9 @@ def _to_decimal(value: Any, what: str) -> Decimal:
         if value.is_finite():
             return value
     elif isinstance(value, float):
-        raise BillingError("float_not_allowed", f"{what} must be a Decimal, not a float", field=what)
+        raise BillingError(
+            "float_not_allowed", f"{what} must be a Decimal, not a float", field=what
+        )
     elif isinstance(value, (int, str)) and not isinstance(value, bool):
         try:
             dec = Decimal(value)
@@ -312,7 +319,9 @@ class Tax:
         children = tuple(self.children)
         if self.amount_type == GROUP:
             if any(child.amount_type == GROUP for child in children):
-                raise BillingError("invalid_tax", "a group tax cannot contain a group", tax_id=self.id)
+                raise BillingError(
+                    "invalid_tax", "a group tax cannot contain a group", tax_id=self.id
+                )
         elif children:
             raise BillingError("invalid_tax", "only group taxes have children", tax_id=self.id)
         object.__setattr__(self, "amount", amount)
@@ -471,26 +480,28 @@ _K_FIXED, _K_RATIO, _K_RATE = 0, 1, 2
 
 class _Plan:
     __slots__ = (
-        "taxes",
-        "ids",
-        "n",
-        "order",
-        "kind",
-        "num",
-        "den",
-        "incl",
-        "batch",
-        "tax_add",
-        "tax_sub",
         "base_add",
         "base_sub",
+        "batch",
+        "den",
+        "ids",
+        "incl",
+        "kind",
+        "n",
+        "num",
+        "order",
+        "tax_add",
+        "tax_sub",
+        "taxes",
     )
 
     def __init__(self, taxes: tuple[Tax, ...]) -> None:
         flat: list[Tax] = []
         seen: set[int] = set()
         for tax in sorted(taxes, key=_tax_sort_key):
-            members = sorted(tax.children, key=_tax_sort_key) if tax.amount_type == GROUP else (tax,)
+            members = (
+                sorted(tax.children, key=_tax_sort_key) if tax.amount_type == GROUP else (tax,)
+            )
             for member in members:
                 if member.id not in seen:
                     seen.add(member.id)
@@ -527,7 +538,9 @@ class _Plan:
         # Evaluation order of _get_tax_details.
         fixed = [i for i in range(n - 1, -1, -1) if flat[i].amount_type == FIXED]
         included = [
-            i for i in range(n - 1, -1, -1) if flat[i].amount_type != FIXED and flat[i].price_include
+            i
+            for i in range(n - 1, -1, -1)
+            if flat[i].amount_type != FIXED and flat[i].price_include
         ]
         excluded = [
             i for i in range(n) if flat[i].amount_type != FIXED and not flat[i].price_include
@@ -609,7 +622,12 @@ class _Plan:
         if not n:
             return raw, [], []
         kind, num, den = self.kind, self.num, self.den
-        tax_add, tax_sub, base_add, base_sub = self.tax_add, self.tax_sub, self.base_add, self.base_sub
+        tax_add, tax_sub, base_add, base_sub = (
+            self.tax_add,
+            self.tax_sub,
+            self.base_add,
+            self.base_sub,
+        )
         amounts = [_ZERO] * n
         extra_tax = [_ZERO] * n
         extra_base = [_ZERO] * n
@@ -686,7 +704,9 @@ def compute_taxes(
     ``pos.order._amount_line_tax`` are built on it."""
     currency = currency or Currency()
     if rounding_method not in ROUNDING_METHODS:
-        raise BillingError("invalid_rounding_method", f"unknown rounding method {rounding_method!r}")
+        raise BillingError(
+            "invalid_rounding_method", f"unknown rounding method {rounding_method!r}"
+        )
     with localcontext(_CONTEXT):
         price_unit = _to_decimal(price_unit, "price_unit")
         qty = _to_decimal(qty, "qty")
@@ -697,7 +717,8 @@ def compute_taxes(
             raw = raw * (_HUNDRED - discount_pct) / _HUNDRED
         per_line = rounding_method == ROUND_PER_LINE
         if per_line:
-            raw = currency.round_exact(raw)
+            # The price may be a quotient (an amount over a quantity): snap.
+            raw = rnd(raw)
         plan = _plan(tuple(taxes))
         excl, amounts, bases = plan.evaluate(raw, qty, currency.round_exact if per_line else None)
         incl = excl + sum(amounts, _ZERO)
@@ -773,6 +794,20 @@ def compute_bill(order: Order) -> Bill:
         return _compute_bill(order)
 
 
+def price_amounts(order: Order) -> tuple[Decimal, ...]:
+    """Each line's price amount after all its discounts (line and order),
+    unrounded: the ``qty * price_unit * (1 - discount / 100)`` an Odoo line
+    must have to be taxed as the engine taxes it. Lines with only percentage
+    discounts map to Odoo exactly (``discount`` = combined percentage); with
+    amount discounts, ``price_unit = amount / qty`` and no discount."""
+    with localcontext(_CONTEXT):
+        lines = tuple(order.lines)
+        net = _line_amounts(lines, order.currency, order.allow_negative)[3]
+        if order.discount is not None:
+            net = _apply_order_discount(net, order.discount, order.currency)
+        return tuple(net)
+
+
 def _line_amounts(
     lines: tuple[Line, ...], currency: Currency, allow_negative: bool
 ) -> tuple[list[Decimal], list[Decimal], list[Decimal], list[Decimal]]:
@@ -796,7 +831,9 @@ def _line_amounts(
             price = _to_decimal(price, "price_unit")
         if not allow_negative:
             if qty < 0:
-                raise BillingError("negative_quantity", f"line {key!r} has a negative quantity", line=key)
+                raise BillingError(
+                    "negative_quantity", f"line {key!r} has a negative quantity", line=key
+                )
             if price < 0:
                 raise BillingError("negative_price", f"line {key!r} has a negative price", line=key)
         amount = qty * price
@@ -808,17 +845,23 @@ def _line_amounts(
             pct = _to_decimal(pct, "discount_pct")
             if pct < 0 or pct > _HUNDRED:
                 raise BillingError(
-                    "discount_out_of_range", f"line {key!r}: discount must be within 0-100 %", line=key
+                    "discount_out_of_range",
+                    f"line {key!r}: discount must be within 0-100 %",
+                    line=key,
                 )
             amount = amount * (_HUNDRED - pct) / _HUNDRED
         off = line.discount_amount
         if off:
             off = _check_amount(off, "discount_amount", currency)
             if off < 0:
-                raise BillingError("negative_discount", f"line {key!r}: negative discount", line=key)
+                raise BillingError(
+                    "negative_discount", f"line {key!r}: negative discount", line=key
+                )
             if off > abs(amount):
                 raise BillingError(
-                    "discount_exceeds_line", f"line {key!r}: discount exceeds the line amount", line=key
+                    "discount_exceeds_line",
+                    f"line {key!r}: discount exceeds the line amount",
+                    line=key,
                 )
             amount = amount - off if amount >= 0 else amount + off
         net.append(amount)
@@ -855,7 +898,9 @@ def _compute_bill(order: Order) -> Bill:
     rnd = currency.round
     rounding_method = order.rounding_method
     if rounding_method not in ROUNDING_METHODS:
-        raise BillingError("invalid_rounding_method", f"unknown rounding method {rounding_method!r}")
+        raise BillingError(
+            "invalid_rounding_method", f"unknown rounding method {rounding_method!r}"
+        )
     # With round_per_line every operand is a whole number of cents, so each
     # amount is one exact product or quotient: no snapping is needed.
     per_line = rounding_method == ROUND_PER_LINE
@@ -918,11 +963,9 @@ def _compute_bill(order: Order) -> Bill:
                     )
 
     n_lines = len(evaluated)
-    if per_line:
-        # Already rounded: raw base and amounts are cents, so are the bases.
-        untaxed_l = [entry[1] for entry in evaluated]
-    else:
-        untaxed_l = _round_globally(evaluated, rnd)
+    # Per line everything is already in cents (raw base and amounts, hence the
+    # bases); globally the rounding happens now.
+    untaxed_l = [entry[1] for entry in evaluated] if per_line else _round_globally(evaluated, rnd)
 
     # Assemble.
     zero = round_line(_ZERO)
@@ -1006,48 +1049,41 @@ def _round_globally(evaluated: list, rnd: Callable[[Decimal], Decimal]) -> list[
     sums and the sums of the rounded lines on one line per tax, as
     ``_round_base_lines_tax_details`` does. Rounds ``evaluated`` in place and
     returns the lines' untaxed amounts."""
-    raw_per_tax: dict[int, list[Decimal]] = {}
+    # tax id -> [raw base, raw amount, rounded base, rounded amount, holders]
+    per_tax: dict[int, list] = {}
     raw_untaxed = _ZERO
     untaxed_l = []
     included_l = []
-    for plan, excl, amounts, bases in evaluated:
+    for i, (plan, excl, amounts, bases) in enumerate(evaluated):
         raw_untaxed += excl
         raw_included = excl
         for j, tax_id in enumerate(plan.ids):
             base, amount = bases[j], amounts[j]
-            sums = raw_per_tax.get(tax_id)
+            raw_included += amount
+            rounded_base = bases[j] = rnd(base)
+            rounded_amount = amounts[j] = rnd(amount)
+            sums = per_tax.get(tax_id)
             if sums is None:
-                raw_per_tax[tax_id] = [base, amount]
+                per_tax[tax_id] = [base, amount, rounded_base, rounded_amount, [(i, j)]]
             else:
                 sums[0] += base
                 sums[1] += amount
-            raw_included += amount
-            bases[j] = rnd(base)
-            amounts[j] = rnd(amount)
+                sums[2] += rounded_base
+                sums[3] += rounded_amount
+                sums[4].append((i, j))
         untaxed_l.append(rnd(excl))
         included_l.append(rnd(raw_included))
-    n_lines = len(evaluated)
-    for tax_id, (raw_base, raw_amount) in raw_per_tax.items():
-        # Odoo: min(base_lines, key=total_included_currency), first on ties.
-        holders = []
-        rounded_base = rounded_amount = _ZERO
-        for i in range(n_lines):
-            plan, _excl, amounts, bases = evaluated[i]
-            ids = plan.ids
-            if tax_id in ids:
-                j = ids.index(tax_id)
-                rounded_base += bases[j]
-                rounded_amount += amounts[j]
-                holders.append((included_l[i], i, j))
+    for raw_base, raw_amount, rounded_base, rounded_amount, holders in per_tax.values():
         delta_base = rnd(raw_base) - rounded_base
         delta_amount = rnd(raw_amount) - rounded_amount
         if delta_base or delta_amount:
-            _incl, i, j = min(holders, key=lambda h: (h[0], h[1]))
+            # Odoo: min(base_lines, key=total_included_currency), first on ties.
+            i, j = min(holders, key=lambda h: (included_l[h[0]], h[0]))
             evaluated[i][3][j] += delta_base
             evaluated[i][2][j] += delta_amount
     delta_untaxed = rnd(raw_untaxed) - sum(untaxed_l, _ZERO)
     if delta_untaxed:
-        target = min(range(n_lines), key=lambda i: (included_l[i], i))
+        target = min(range(len(evaluated)), key=lambda i: (included_l[i], i))
         untaxed_l[target] += delta_untaxed
     return untaxed_l
 
@@ -1060,9 +1096,12 @@ def _round_globally(evaluated: list, rnd: Callable[[Decimal], Decimal]) -> list[
 def _due_step(bill: Bill) -> Decimal:
     """Parts are due in cash-rounding steps when the bill's due amount allows."""
     cash = bill.cash_rounding
-    if cash is not None and bill.total_due % cash.rounding == 0:
-        if cash.rounding % bill.currency.rounding == 0:
-            return cash.rounding
+    if (
+        cash is not None
+        and bill.total_due % cash.rounding == 0
+        and cash.rounding % bill.currency.rounding == 0
+    ):
+        return cash.rounding
     return bill.currency.rounding
 
 
@@ -1132,9 +1171,7 @@ def split_by_items(bill: Bill, groups: Sequence[Iterable[Any]]) -> tuple[BillPar
                 if key not in by_key:
                     raise BillingError("unknown_line", f"no line has the key {key!r}", line=key)
                 if key in owner:
-                    raise BillingError(
-                        "duplicate_line", f"line {key!r} is in two groups", line=key
-                    )
+                    raise BillingError("duplicate_line", f"line {key!r} is in two groups", line=key)
                 owner[key] = index
             keys.append(group_keys)
         if not keys:

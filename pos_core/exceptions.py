@@ -10,6 +10,8 @@ from __future__ import annotations
 class PosApiError(Exception):
     status = 400
     code = "bad_request"
+    # True for the rare errors whose side effect must survive (a revocation).
+    keep_writes = False
 
     def __init__(self, message: str, *, code: str | None = None, details=None):
         super().__init__(message)

@@ -39,6 +39,14 @@ class TokenExpired(TokenError):
     code = "token_expired"
 
 
+class RefreshReused(TokenError):
+    """A rotated refresh token came back: it leaked. The revocation this
+    triggers is kept although the request fails."""
+
+    code = "refresh_reused"
+    keep_writes = True
+
+
 @dataclass(frozen=True)
 class DeviceClaims:
     device_id: int

@@ -1,28 +1,48 @@
 """Shared set-up of the Odoo tier: the demo restaurant and order factories."""
 
+import json
 import uuid
 
+
 from odoo import fields
-from odoo.tests import TransactionCase
+from odoo.tests import HttpCase, TransactionCase
 
 DEMO_CONFIG_XMLID = "point_of_sale_api.demo_pos_config"
+API = "/pos_api/v1"
 
 
-class PosApiCommon(TransactionCase):
+class PosApiFactories:
+    """Factories shared by the model and HTTP tests of the Odoo tier."""
+
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+    def _setup_restaurant(cls):
+        # Orders are made by the demo admin, a POS manager, as in the POS UI.
+        cls.env = cls.env(
+            user=cls.env.ref("base.user_admin"),
+            context=dict(cls.env.context, tracking_disable=True),
+        )
         cls.config = cls.env.ref(DEMO_CONFIG_XMLID)
         cls.currency = cls.config.currency_id
         cls.cash_method = cls.config.payment_method_ids.filtered("is_cash_count")[:1]
+        cls.card_method = cls.config.payment_method_ids.filtered(lambda m: not m.is_cash_count)[:1]
+
+    @classmethod
+    def _create_device(cls, role="waiter", config=None, name=None):
+        return cls.env["pos.api.device"].sudo().create({
+            "name": name or f"Test {role}",
+            "config_id": (config or cls.config).id,
+            "role": role,
+            "user_id": cls.env.ref("base.user_admin").id,
+        })
 
     @classmethod
     def _open_session(cls, config=None):
         config = config or cls.config
-        config.open_ui()
+        if not config.current_session_id:
+            config.open_ui()
         session = config.current_session_id
-        session.set_opening_control(0, None)
+        if session.state == "opening_control":
+            session.set_opening_control(0, None)
         return session
 
     def _ui_order_payload(self, session, lines, paid=True, order_uuid=None, payment_method=None):
@@ -83,6 +103,20 @@ class PosApiCommon(TransactionCase):
             "to_invoice": False,
         }
 
+    def _order_body(self, products, state="draft", pay=None, **extra):
+        """An ``OrderCreate`` body: ``products`` as (product, qty) pairs."""
+        body = {
+            "uuid": str(uuid.uuid4()),
+            "lines": [{"product_id": product.id, "qty": str(qty)} for product, qty in products],
+            "state": state,
+            **extra,
+        }
+        if pay is not None:
+            body["payments"] = [
+                {"payment_method_id": method.id, "amount": str(amount)} for method, amount in pay
+            ]
+        return body
+
     def _pos_products(self, count, config=None):
         config = config or self.config
         domain = [("available_in_pos", "=", True), ("type", "!=", "combo")]
@@ -91,3 +125,36 @@ class PosApiCommon(TransactionCase):
         products = self.env["product.product"].search(domain, limit=count)
         self.assertEqual(len(products), count, "the demo menu has too few products")
         return products
+
+
+class PosApiCommon(PosApiFactories, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._setup_restaurant()
+
+
+class PosApiHttpCommon(PosApiFactories, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._setup_restaurant()
+        cls.session = cls._open_session()
+        cls.waiter = cls._create_device("waiter")
+        cls.kitchen = cls._create_device("kitchen")
+        cls.manager = cls._create_device("manager")
+
+    def _token(self, device):
+        return device._issue_tokens().access_token
+
+    def _call(self, method, path, body=None, device=None, token=None, raw=None, headers=None):
+        """One API request; returns (status, decoded JSON body)."""
+        all_headers = {"Content-Type": "application/json"}
+        if device is not None or token is not None:
+            all_headers["Authorization"] = f"Bearer {token or self._token(device)}"
+        all_headers.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = self.opener.request(
+            method, self.base_url() + API + path, data=data, headers=all_headers, timeout=60
+        )
+        return response.status_code, response.json()

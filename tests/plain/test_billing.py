@@ -254,9 +254,7 @@ def test_order_discount_amount_reduces_the_taxable_base():
 def test_service_charge_percent_with_its_own_tax():
     # 50.00 untaxed, 10 % service = 5.00, taxed 20 % excluded = 1.00.
     t20 = Tax(27, PERCENT, D(20))
-    bill = bill_of(
-        line("a", "50.00"), service_charge=ServiceCharge(PERCENT, D(10), taxes=(t20,))
-    )
+    bill = bill_of(line("a", "50.00"), service_charge=ServiceCharge(PERCENT, D(10), taxes=(t20,)))
     assert (bill.subtotal, bill.service_charge, bill.service_charge_tax) == (
         D("50.00"),
         D("5.00"),
@@ -275,9 +273,7 @@ def test_service_charge_percent_of_untaxed_subtotal():
 
 
 def test_fixed_service_charge_and_tip():
-    bill = bill_of(
-        line("a", "10.00"), service_charge=ServiceCharge(AMOUNT, D(2)), tip=D("1.50")
-    )
+    bill = bill_of(line("a", "10.00"), service_charge=ServiceCharge(AMOUNT, D(2)), tip=D("1.50"))
     assert (bill.service_charge, bill.tip, bill.total, bill.total_due) == (
         D("2.00"),
         D("1.50"),
@@ -337,6 +333,20 @@ def test_result_does_not_depend_on_the_ambient_decimal_context():
     assert getcontext().prec == 28
 
 
+def test_price_amounts_are_what_an_odoo_line_must_carry():
+    # 2 x 5.00 -10 % = 9.00 and 1 x 3.00 -0.50 = 2.50; an order amount of 1.15
+    # goes 9:2.5 -> 0.90 / 0.25 (0.9 + 0.25 = 1.15).
+    order = Order(
+        lines=(
+            line("a", "5.00", 2, discount_pct=D(10)),
+            line("b", "3.00", discount_amount=D("0.50")),
+        ),
+        discount=Discount(AMOUNT, D("1.15")),
+    )
+    assert billing.price_amounts(order) == (D("8.10"), D("2.25"))
+    assert compute_bill(order).total == D("10.35")
+
+
 # ---------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------
@@ -352,8 +362,14 @@ def test_result_does_not_depend_on_the_ambient_decimal_context():
         ({"lines": (line("a", "1", discount_amount=D(2)),)}, "discount_exceeds_line"),
         ({"lines": (line("a", "1", discount_amount=D("0.001")),)}, "amount_precision"),
         ({"lines": (line("a", "1"), line("a", "2"))}, "duplicate_line"),
-        ({"lines": (line("a", "1"),), "discount": Discount(PERCENT, D(150))}, "discount_out_of_range"),
-        ({"lines": (line("a", "1"),), "discount": Discount(AMOUNT, D(2))}, "discount_exceeds_total"),
+        (
+            {"lines": (line("a", "1"),), "discount": Discount(PERCENT, D(150))},
+            "discount_out_of_range",
+        ),
+        (
+            {"lines": (line("a", "1"),), "discount": Discount(AMOUNT, D(2))},
+            "discount_exceeds_total",
+        ),
         ({"lines": (line("a", "1"),), "discount": Discount("coupon", D(2))}, "invalid_discount"),
         ({"lines": (line("a", "1"),), "tip": D(-1)}, "negative_tip"),
         ({"lines": (line("a", "1"),), "tip": D("0.005")}, "amount_precision"),
@@ -531,7 +547,12 @@ def orders(draw, refunds=False):
         tip=draw(st.integers(0, 1000).map(lambda c: D(c) / 100)),
         cash_rounding=draw(
             st.sampled_from(
-                [None, CashRounding(D("0.05")), CashRounding(D("0.10"), "UP"), CashRounding(D("1"), "DOWN")]
+                [
+                    None,
+                    CashRounding(D("0.05")),
+                    CashRounding(D("0.10"), "UP"),
+                    CashRounding(D("1"), "DOWN"),
+                ]
             )
         ),
         allow_negative=refunds,
@@ -551,7 +572,9 @@ def _is_cents(value):
     return value == value.quantize(CENT)
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY_SETTINGS
@@ -604,10 +627,11 @@ def test_included_taxes_never_change_the_price(items, method):
     get_total_tax), so two taxes may leave the total a cent away
     (e.g. 0.01 at 21 % + 1.83 at 6 % gives 1.73 + 0.00 + 0.10 = 1.83, not 1.84).
     """
-    taxes = (Tax(201, PERCENT, D(21), price_include=True), Tax(202, PERCENT, D(6), price_include=True))
-    lines = [
-        line(i, price, qty, taxes=(taxes[i % 2],)) for i, (price, qty) in enumerate(items)
-    ]
+    taxes = (
+        Tax(201, PERCENT, D(21), price_include=True),
+        Tax(202, PERCENT, D(6), price_include=True),
+    )
+    lines = [line(i, price, qty, taxes=(taxes[i % 2],)) for i, (price, qty) in enumerate(items)]
     bill = bill_of(*lines, rounding_method=method)
     expected = sum((price * qty for price, qty in items), D(0))
     if method == ROUND_PER_LINE:
@@ -623,8 +647,11 @@ def test_round_globally_two_included_taxes_can_move_the_total_by_a_cent():
     # = 1.73, taxes round(0.00174) = 0.00 and round(0.10358) = 0.10.
     t21 = Tax(204, PERCENT, D(21), price_include=True)
     t6 = Tax(205, PERCENT, D(6), price_include=True)
-    bill = bill_of(line("a", "0.01", taxes=(t21,)), line("b", "1.83", taxes=(t6,)),
-                   rounding_method=ROUND_GLOBALLY)
+    bill = bill_of(
+        line("a", "0.01", taxes=(t21,)),
+        line("b", "1.83", taxes=(t6,)),
+        rounding_method=ROUND_GLOBALLY,
+    )
     assert (bill.untaxed, bill.tax, bill.total) == (D("1.73"), D("0.10"), D("1.83"))
 
 

@@ -1,0 +1,150 @@
+from odoo.tests import tagged
+
+from ..pos_core import lifecycle as lc
+from ..pos_core.exceptions import Conflict, InvalidInput
+from .common import PosApiCommon
+
+
+@tagged("post_install", "-at_install")
+class TestLifecycle(PosApiCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.session = cls._open_session()
+
+    def _draft_order(self, lines=None):
+        products = self._pos_products(2)
+        payload = self._ui_order_payload(
+            self.session, lines or [(products[0], 1), (products[1], 2)], paid=False
+        )
+        self.env["pos.order"].sync_from_ui([payload])
+        return self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+
+    def _pay(self, order):
+        order.add_payment({"pos_order_id": order.id, "amount": order.amount_total,
+                           "payment_method_id": self.cash_method.id})
+
+    def test_pos_ui_orders_enter_the_lifecycle(self):
+        products = self._pos_products(2)
+        payload = self._ui_order_payload(self.session, [(products[0], 1), (products[1], 1)])
+        self.env["pos.order"].sync_from_ui([payload])
+        order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+        self.assertEqual((order.state, order.api_state), ("paid", "paid"))
+        self.assertEqual(order.api_flow, self.config.api_kitchen_flow)
+        history = order.api_state_history_ids
+        self.assertEqual(len(history), 1)
+        self.assertEqual((history.from_state, history.to_state, history.source),
+                         ("draft", "paid", "pos_ui"))
+        # From there the kitchen bumps it like any other order.
+        order._api_transition(lc.PREPARING)
+        order._api_transition(lc.READY)
+        self.assertEqual(order.api_state, "ready")
+
+    def test_illegal_transition_raises_and_writes_nothing(self):
+        order = self._draft_order()
+        with self.assertRaises(lc.IllegalTransition) as caught:
+            order._api_transition(lc.READY)
+        self.assertEqual(caught.exception.status, 409)
+        self.assertEqual(order.api_state, "draft")
+        self.assertFalse(order.api_state_history_ids)
+        self.assertFalse(order.kitchen_ready_at)
+
+    def test_cancel_maps_to_odoo_and_paid_orders_need_a_refund(self):
+        order = self._draft_order()
+        order._api_transition(lc.VALIDATED)
+        order._api_transition(lc.CANCEL, reason="guest left")
+        self.assertEqual((order.api_state, order.state), ("cancel", "cancel"))
+        self.assertEqual(order.api_state_history_ids[-1].reason, "guest left")
+        paid = self._draft_order()
+        paid._api_transition(lc.VALIDATED)
+        self._pay(paid)
+        paid._api_transition(lc.PAID)
+        self.assertEqual(paid.state, "paid")
+        with self.assertRaises(Conflict) as caught:
+            paid._api_transition(lc.CANCEL)
+        self.assertEqual(caught.exception.code, "refund_required")
+        self.assertEqual(paid.api_state, "paid")
+
+    def test_dine_in_cooks_before_payment(self):
+        self.config.api_kitchen_flow = lc.DINE_IN
+        order = self._draft_order()
+        self.assertEqual(order.api_flow, lc.DINE_IN)
+        for state in (lc.VALIDATED, lc.PREPARING, lc.READY, lc.SERVED):
+            order._api_transition(state)
+            self.assertEqual(order.state, "draft", "the kitchen works before payment")
+        self.assertTrue(order.served_at)
+        with self.assertRaises(Conflict):
+            order._api_transition(lc.PAID)  # not paid yet
+        self._pay(order)
+        order._api_transition(lc.PAID)
+        order._api_transition(lc.DONE)
+        self.assertEqual((order.api_state, order.state), ("done", "paid"))
+        self.assertEqual(len(order.api_state_history_ids), 6)
+
+    def test_backend_payment_moves_the_lifecycle(self):
+        order = self._draft_order()
+        self._pay(order)
+        order.action_pos_order_paid()
+        self.assertEqual(order.api_state, "paid")
+        self.assertEqual(order.api_state_history_ids.source, "backend")
+
+    def test_history_is_append_only(self):
+        order = self._draft_order()
+        order._api_transition(lc.VALIDATED)
+        with self.assertRaises(Exception):  # noqa: B017 - UserError from write
+            order.api_state_history_ids.write({"to_state": "done"})
+
+
+@tagged("post_install", "-at_install")
+class TestValidation(PosApiCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.session = cls._open_session()
+
+    def _draft(self, lines):
+        payload = self._ui_order_payload(self.session, lines, paid=False)
+        self.env["pos.order"].sync_from_ui([payload])
+        return self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+
+    def _problems(self, order):
+        with self.assertRaises(InvalidInput) as caught:
+            order._api_transition(lc.VALIDATED)
+        self.assertEqual(order.api_state, "draft")
+        return {problem["code"] for problem in caught.exception.details["problems"]}
+
+    def test_valid_order_validates(self):
+        order = self._draft([(self._pos_products(1), 2)])
+        order._api_transition(lc.VALIDATED)
+        self.assertEqual(order.api_state, "validated")
+
+    def test_unsellable_product_wrong_price_and_bad_quantity_are_refused(self):
+        product = self._pos_products(1)
+        order = self._draft([(product, 1)])
+        order.lines.price_unit += 1
+        self.assertEqual(self._problems(order), {"price_mismatch"})
+        order.lines.price_unit -= 1
+        order.lines.qty = 0
+        self.assertIn("quantity_not_positive", self._problems(order))
+        order.lines.qty = 1
+        product.available_in_pos = False
+        self.assertEqual(self._problems(order), {"product_not_sellable"})
+
+    def test_manager_price_override_is_accepted(self):
+        order = self._draft([(self._pos_products(1), 1)])
+        order.lines.write({"price_unit": 0.5, "api_price_override": True})
+        order._api_transition(lc.VALIDATED)
+        self.assertEqual(order.api_state, "validated")
+
+    def test_stock_is_checked_when_the_config_asks(self):
+        product = self.env["product.product"].create({
+            "name": "Truffle", "is_storable": True, "available_in_pos": True, "list_price": 9,
+            "pos_categ_ids": [(6, 0, self.config.iface_available_categ_ids[:1].ids)],
+        })
+        order = self._draft([(product, 2)])
+        self.config.api_check_stock = True
+        self.assertEqual(self._problems(order), {"insufficient_stock"})
+        location = self.config.picking_type_id.default_location_src_id
+        self.env["stock.quant"]._update_available_quantity(product, location, 5)
+        order._api_transition(lc.VALIDATED)
+        self.assertEqual(order.api_state, "validated")
