@@ -1,4 +1,5 @@
 import logging
+import time
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
@@ -9,6 +10,9 @@ from ..pos_core.exceptions import Conflict, Forbidden, InvalidInput
 from .pos_order_state_history import STATE_SELECTION
 
 _logger = logging.getLogger(__name__)
+
+FOLLOWUP_WAKE_INTERVAL = 5.0
+_FOLLOWUP_WOKEN = {}
 
 # Roles allowed to sell at a price other than the pricelist's.
 PRICE_OVERRIDE_ROLES = frozenset({"manager"})
@@ -116,39 +120,51 @@ class PosOrder(models.Model):
     # The lifecycle
     # ------------------------------------------------------------------
     def _api_transition(self, target, reason=None, device=None, source="api"):
-        """Move the order to ``target`` if the table allows it, or raise.
-
-        Odoo's side effects run first (payment check, cancel, invoice), so an
-        error leaves nothing written once the caller rolls back.
-        """
+        """Move the order to ``target`` if the table allows it, or raise."""
         self.ensure_one()
         transition = lc.check_transition(self.api_flow, self.api_state, target)
+        return self._api_transition_path([transition], reason, device, source)
+
+    def _api_transition_path(self, transitions, reason=None, device=None, source="api"):
+        """Apply a chain of checked transitions with one write and one history
+        insert. Odoo's side effects run first (validation, payment, cancel,
+        invoice), so an error leaves nothing written once the caller rolls
+        back."""
+        self.ensure_one()
+        if not transitions or transitions[0].current != self.api_state:
+            raise lc.IllegalTransition(self.api_flow, self.api_state,
+                                       transitions[-1].target if transitions else self.api_state)
         order = self.with_context(pos_api_transition=True)
-        if target == lc.VALIDATED:
-            order._api_check_validation(device)
-        if transition.needs_payment and self.state == "draft":
-            order._api_mark_paid()
-        if target == lc.CANCEL:
-            if transition.needs_refund:
-                raise Conflict(
-                    "A paid order is cancelled by refunding it through the payments flow.",
-                    code="refund_required",
-                    details={"order_id": self.id, "state": self.api_state},
-                )
-            order.action_pos_order_cancel()
-        if target == lc.INVOICED and self.state != "invoiced":
-            if not self.partner_id:
-                raise InvalidInput(
-                    "An order needs a customer to be invoiced.", code="customer_required"
-                )
-            order.action_pos_order_invoice()
-        vals = {"api_state": target}
-        if transition.timestamp_field:
-            vals[transition.timestamp_field] = fields.Datetime.now()
+        now = fields.Datetime.now()
+        vals = {}
+        for transition in transitions:
+            target = transition.target
+            if target == lc.VALIDATED and not self.env.context.get("pos_api_prevalidated"):
+                order._api_check_validation(device)
+            if transition.needs_payment and self.state == "draft":
+                order._api_mark_paid()
+            if target == lc.CANCEL:
+                if transition.needs_refund:
+                    raise Conflict(
+                        "A paid order is cancelled by refunding it through the payments flow.",
+                        code="refund_required",
+                        details={"order_id": self.id, "state": self.api_state},
+                    )
+                order.action_pos_order_cancel()
+            if target == lc.INVOICED and self.state != "invoiced":
+                if not self.partner_id:
+                    raise InvalidInput(
+                        "An order needs a customer to be invoiced.", code="customer_required"
+                    )
+                order.action_pos_order_invoice()
+            vals["api_state"] = target
+            if transition.timestamp_field:
+                vals[transition.timestamp_field] = now
         order.write(vals)
-        self.env["pos.order.state.history"].sudo().create(
-            self._api_history_vals(transition.current, target, source, reason, device)
-        )
+        self.env["pos.order.state.history"].sudo().create([
+            self._api_history_vals(transition.current, transition.target, source, reason, device)
+            for transition in transitions
+        ])
         return True
 
     def _api_mark_paid(self):
@@ -165,9 +181,19 @@ class PosOrder(models.Model):
             ) from exc
         self.api_followup_pending = True
         if self.env.context.get("pos_api_defer_followup"):
-            self.env.ref("point_of_sale_api.ir_cron_order_followup")._trigger()
+            self._api_wake_followup()
         else:
             self._api_run_followup()
+
+    def _api_wake_followup(self):
+        """Wake the follow-up cron, at most every few seconds per worker: the
+        flag on the order is what guarantees the work, the cron's own
+        schedule catches up on any wake-up lost with a rolled back request."""
+        now = time.monotonic()
+        key = self.env.cr.dbname
+        if now - _FOLLOWUP_WOKEN.get(key, -FOLLOWUP_WAKE_INTERVAL) >= FOLLOWUP_WAKE_INTERVAL:
+            _FOLLOWUP_WOKEN[key] = now
+            self.env.ref("point_of_sale_api.ir_cron_order_followup")._trigger()
 
     # ------------------------------------------------------------------
     # Validation at "validated"

@@ -62,20 +62,18 @@ class PosOrder(models.Model):
         return tuple(result)
 
     @api.model
-    def _api_compute_bill(self, config, lines, request=None):
-        """The engine's bill for ``lines``: dicts with key, product, qty,
-        price_unit, discount, taxes (records, after fiscal position), seat."""
-        currency = config.currency_id
-        digits = currency.decimal_places
-        cache = {}
+    def _api_compute_bill(self, menu, lines, request=None):
+        """The engine's bill for ``lines``: dicts with key, product_id, qty,
+        price_unit, discount, taxes (engine taxes, after fiscal position), seat."""
+        digits = max(menu["digits"], 4)
         engine_lines = tuple(
             billing.Line(
                 key=line["key"],
-                product_id=line["product"].id,
+                product_id=line["product_id"],
                 qty=_dec(line["qty"], 3),
-                price_unit=_dec(line["price_unit"], max(digits, 4)),
+                price_unit=_dec(line["price_unit"], digits),
                 discount_pct=_dec(line["discount"] or 0.0, 4),
-                taxes=self._api_engine_taxes(line["taxes"], cache),
+                taxes=line["taxes"],
                 seat=line.get("seat"),
             )
             for line in lines
@@ -83,36 +81,43 @@ class PosOrder(models.Model):
         request = request or {}
         service = request.get("service_charge")
         discount = request.get("discount")
+        service_taxes = ()
+        if service and service.get("tax_ids"):
+            taxes = self.env["account.tax"].browse(service["tax_ids"]).exists()
+            if len(taxes) != len(set(service["tax_ids"])) or any(
+                tax.company_id.id != menu["company_id"] for tax in taxes
+            ):
+                raise InvalidInput("Unknown service charge tax.", code="unknown_tax",
+                                   details={"tax_ids": service["tax_ids"]})
+            service_taxes = self._api_engine_taxes(taxes, menu["engine_taxes"])
         order = billing.Order(
             lines=engine_lines,
-            currency=billing.Currency(rounding=_dec(currency.rounding, 6)),
-            rounding_method=config.company_id.tax_calculation_rounding_method,
+            currency=menu["currency"],
+            rounding_method=menu["rounding_method"],
             discount=billing.Discount(discount["kind"], discount["value"]) if discount else None,
-            service_charge=billing.ServiceCharge(
-                service["kind"], service["value"],
-                self._api_engine_taxes(self.env["account.tax"].browse(service["tax_ids"]), cache),
-            ) if service else None,
+            service_charge=billing.ServiceCharge(service["kind"], service["value"], service_taxes)
+            if service else None,
             tip=request.get("tip") or Decimal(0),
-            cash_rounding=billing.CashRounding(
-                _dec(config.rounding_method.rounding, 6), config.rounding_method.rounding_method
-            ) if config.cash_rounding and config.rounding_method else None,
+            cash_rounding=menu["cash_rounding"],
         )
         try:
             return billing.compute_bill(order)
         except billing.BillingError as exc:
             raise InvalidInput(exc.message, code=exc.code, details=exc.details) from exc
 
-    def _api_line_dicts(self):
+    def _api_line_dicts(self, menu):
         self.ensure_one()
         fiscal_position = self.fiscal_position_id
         return [
             {
                 "key": line.uuid,
-                "product": line.product_id,
+                "product_id": line.product_id.id,
                 "qty": line.qty,
                 "price_unit": line.price_unit,
                 "discount": line.discount,
-                "taxes": fiscal_position.map_tax(line.tax_ids),
+                "taxes": self._api_engine_taxes(
+                    fiscal_position.map_tax(line.tax_ids), menu["engine_taxes"]
+                ),
                 "seat": line.api_seat or None,
             }
             for line in self.lines
@@ -122,7 +127,8 @@ class PosOrder(models.Model):
         """The bill with discounts, service charge, tip and an optional split.
         Reads only: nothing is written."""
         self.ensure_one()
-        bill = self._api_compute_bill(self.config_id, self._api_line_dicts(), request)
+        menu = self.config_id._api_menu()
+        bill = self._api_compute_bill(menu, self._api_line_dicts(menu), request)
         split = request.get("split")
         parts = ()
         try:
@@ -162,7 +168,8 @@ class PosOrder(models.Model):
     def _api_recompute_amounts(self):
         """Write line and order amounts from the engine (exact, Odoo-equal)."""
         for order in self:
-            bill = self._api_compute_bill(order.config_id, order._api_line_dicts())
+            menu = order.config_id._api_menu()
+            bill = self._api_compute_bill(menu, order._api_line_dicts(menu))
             by_key = {line.key: line for line in bill.lines}
             for line in order.lines:
                 amounts = by_key[line.uuid]
@@ -176,156 +183,176 @@ class PosOrder(models.Model):
     # Create
     # ------------------------------------------------------------------
     @api.model
-    def _api_session(self, device):
-        session = device.config_id.current_session_id
-        if not session or session.state != "opened":
-            raise Conflict(
-                f"{device.config_id.name} has no open session.",
-                code="no_open_session",
-                details={"config_id": device.config_id.id},
+    def _api_menu_prices(self, menu, items):
+        """Pricelist prices of (product_id, qty) items, from the menu's cache."""
+        cache = menu["prices"]
+        missing = [item for item in items if cache is None or item not in cache]
+        if missing:
+            products = self.env["product.product"].browse([pid for pid, _qty in missing])
+            computed = self._api_pricelist_prices(
+                self.env["product.pricelist"].browse(menu["pricelist_id"]),
+                self.env["res.currency"].search([("name", "=", menu["currency_name"])], limit=1),
+                [(product, qty, self.env["product.template.attribute.value"])
+                 for product, (_pid, qty) in zip(products, missing)],
             )
-        return session
+            found = dict(zip(missing, computed))
+            if cache is not None:
+                cache.update(found)
+        else:
+            found = {}
+        return [cache[item] if cache is not None and item in cache else found[item]
+                for item in items]
 
     @api.model
-    def _api_lines_vals(self, config, lines, device, products):
-        """Order line values from ``LineIn`` items: pricelist prices unless a
-        permitted override, taxes of the company. Returns (vals, taxes) pairs."""
-        prepared = []
+    def _api_lines_vals(self, menu, lines, device):
+        """Order line values from ``LineIn`` items, priced and taxed from the
+        menu: pricelist prices plus attribute extras unless a permitted
+        override. Returns (vals, bill line) pairs."""
+        products = menu["products"]
         for data in lines:
-            product = products.get(data.product_id)
-            if not product:
+            if data.product_id not in products:
                 raise InvalidInput(
                     f"Product {data.product_id} is not sold at this point of sale.",
                     code="unknown_product",
                     details={"product_id": data.product_id},
                 )
-            attributes = self.env["product.template.attribute.value"]
-            if data.attribute_value_ids:
-                attributes = attributes.browse(data.attribute_value_ids).exists()
-                if len(attributes) != len(set(data.attribute_value_ids)) or any(
-                    value.product_tmpl_id != product.product_tmpl_id for value in attributes
-                ):
-                    raise InvalidInput(
-                        "Attribute values do not belong to the product.",
-                        code="unknown_attribute_value",
-                        details={"product_id": product.id, "values": data.attribute_value_ids},
-                    )
+            template_id = products[data.product_id]["template_id"]
+            if any(menu["attributes"].get(value_id, (None,))[0] != template_id
+                   for value_id in data.attribute_value_ids) or len(
+                       set(data.attribute_value_ids)) != len(data.attribute_value_ids):
+                raise InvalidInput(
+                    "Attribute values do not belong to the product.",
+                    code="unknown_attribute_value",
+                    details={"product_id": data.product_id, "values": data.attribute_value_ids},
+                )
             if data.price_unit is not None:
                 self.env["pos.order.line"]._api_check_price_override(device)
-            prepared.append((data, product, attributes))
-        prices = self._api_pricelist_prices(
-            config.pricelist_id, config.currency_id,
-            [(product, float(data.qty), attributes) for data, product, attributes in prepared
-             if data.price_unit is None],
-        )
-        next_price = iter(prices).__next__
+        prices = iter(self._api_menu_prices(menu, [
+            (data.product_id, float(data.qty)) for data in lines if data.price_unit is None
+        ]))
+        currency_round = menu["currency"].round
         result = []
-        for data, product, attributes in prepared:
+        for data in lines:
+            product = products[data.product_id]
             override = data.price_unit is not None
-            taxes = product.taxes_id.filtered(lambda tax: tax.company_id == config.company_id)
-            result.append(({
+            if override:
+                price_unit = float(data.price_unit)
+            else:
+                extras = sum(menu["attributes"][value_id][1]
+                             for value_id in data.attribute_value_ids)
+                price_unit = float(currency_round(_dec(next(prices) + extras, 6)))
+            vals = {
                 "uuid": str(data.uuid or uuid.uuid4()),
-                "product_id": product.id,
-                "full_product_name": product.display_name,
+                "product_id": data.product_id,
+                "full_product_name": product["name"],
                 "qty": float(data.qty),
-                "price_unit": float(data.price_unit) if override else next_price(),
+                "price_unit": price_unit,
                 "discount": float(data.discount),
-                "tax_ids": [Command.set(taxes.ids)],
-                "attribute_value_ids": [Command.set(attributes.ids)],
+                "tax_ids": [Command.set(product["tax_ids"])],
+                "attribute_value_ids": [Command.set(data.attribute_value_ids)],
                 "customer_note": data.note or False,
                 "api_seat": data.seat or 0,
                 "api_price_override": override,
-            }, taxes))
+            }
+            result.append((vals, {
+                "key": vals["uuid"], "product_id": data.product_id, "qty": vals["qty"],
+                "price_unit": price_unit, "discount": vals["discount"],
+                "taxes": product["taxes"], "seat": data.seat,
+            }))
         return result
 
     @api.model
-    def _api_sellable_products(self, config, product_ids):
-        if not product_ids:
-            return {}
-        products = self.env["product.product"].search(
-            [("id", "in", list(product_ids))] + config._get_available_product_domain()
+    def _api_open_session_id(self, device):
+        self.env.cr.execute(
+            "SELECT id FROM pos_session WHERE config_id = %s AND state = 'opened'"
+            " ORDER BY id DESC LIMIT 1",
+            [device.config_id.id],
         )
-        return {product.id: product for product in products.filtered(lambda p: p.type != "combo")}
+        row = self.env.cr.fetchone()
+        if not row:
+            raise Conflict(
+                f"{device.config_id.name} has no open session.",
+                code="no_open_session",
+                details={"config_id": device.config_id.id},
+            )
+        return row[0]
 
     @api.model
     def _api_create(self, payload, device):
-        """Create an order from an ``OrderCreate``; the caller handles replays."""
-        config = device.config_id
-        session = self._api_session(device)
-        products = self._api_sellable_products(config, {line.product_id for line in payload.lines})
-        table = self.env["restaurant.table"]
+        """Create an order from an ``OrderCreate``; the caller handles replays.
+
+        Everything is checked against the menu before anything is written;
+        the lines are built from sellable products at pricelist prices, so the
+        order passes validation by construction.
+        """
+        menu = device.config_id._api_menu()
+        session_id = self._api_open_session_id(device)
         if payload.table_id:
-            table = table.browse(payload.table_id).exists()
-            if not table or table.floor_id not in config.floor_ids:
+            table = self.env["restaurant.table"].browse(payload.table_id).exists()
+            if not table or table.floor_id.id not in menu["floor_ids"]:
                 raise InvalidInput(
                     f"Table {payload.table_id} is not in this restaurant.",
                     code="unknown_table",
                     details={"table_id": payload.table_id},
                 )
-        partner = self.env["res.partner"]
-        if payload.partner_id:
-            partner = partner.search([("id", "=", payload.partner_id)], limit=1)
-            if not partner:
-                raise InvalidInput("Unknown customer.", code="unknown_partner",
-                                   details={"partner_id": payload.partner_id})
-        fiscal_position = config.default_fiscal_position_id
-        line_vals, bill_lines = [], []
-        for data, (vals, taxes) in zip(
-            payload.lines, self._api_lines_vals(config, payload.lines, device, products)
+        if payload.partner_id and not self.env["res.partner"].search_count(
+            [("id", "=", payload.partner_id)], limit=1
         ):
-            line_vals.append(vals)
-            bill_lines.append({
-                "key": vals["uuid"], "product": products[data.product_id], "qty": vals["qty"],
-                "price_unit": vals["price_unit"], "discount": vals["discount"],
-                "taxes": fiscal_position.map_tax(taxes), "seat": data.seat,
-            })
-        if len({vals["uuid"] for vals in line_vals}) != len(line_vals):
+            raise InvalidInput("Unknown customer.", code="unknown_partner",
+                               details={"partner_id": payload.partner_id})
+        prepared = self._api_lines_vals(menu, payload.lines, device)
+        if len({vals["uuid"] for vals, _line in prepared}) != len(prepared):
             raise InvalidInput("Two lines have the same uuid.", code="duplicate_line_uuid")
-        bill = self._api_compute_bill(config, bill_lines)
-        for vals, amounts in zip(line_vals, bill.lines):
+        bill = self._api_compute_bill(menu, [line for _vals, line in prepared])
+        line_vals = []
+        for (vals, _line), amounts in zip(prepared, bill.lines):
             vals["price_subtotal"] = float(amounts.untaxed)
             vals["price_subtotal_incl"] = float(amounts.total)
-        methods = {method.id: method for method in config.payment_method_ids}
-        payment_vals = []
+            line_vals.append(Command.create(vals))
         for payment in payload.payments:
-            method = methods.get(payment.payment_method_id)
-            if not method:
+            if payment.payment_method_id not in menu["payment_method_ids"]:
                 raise InvalidInput(
                     f"Payment method {payment.payment_method_id} is not accepted here.",
                     code="unknown_payment_method",
                     details={"payment_method_id": payment.payment_method_id},
                 )
-            payment_vals.append(Command.create({
-                "payment_method_id": method.id,
-                "amount": float(payment.amount),
-                "payment_date": fields.Datetime.now(),
-                "session_id": session.id,
-            }))
-        if payment_vals and payload.state != lc.PAID:
+        if payload.payments and payload.state != lc.PAID:
             raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
+        now = fields.Datetime.now()
         order = self.create({
             "uuid": str(payload.uuid),
-            "session_id": session.id,
+            "session_id": session_id,
             "user_id": device.user_id.id,
-            "pricelist_id": config.pricelist_id.id,
-            "fiscal_position_id": fiscal_position.id,
-            "table_id": table.id,
+            "pricelist_id": menu["pricelist_id"],
+            "fiscal_position_id": menu["fiscal_position_id"],
+            "table_id": payload.table_id or False,
             "customer_count": payload.customer_count or 0,
-            "partner_id": partner.id,
+            "partner_id": payload.partner_id or False,
             "general_note": payload.note or False,
-            "lines": [Command.create(vals) for vals in line_vals],
-            "payment_ids": payment_vals,
+            "lines": line_vals,
+            "payment_ids": [
+                Command.create({
+                    "payment_method_id": payment.payment_method_id,
+                    "amount": float(payment.amount),
+                    "payment_date": now,
+                    "session_id": session_id,
+                })
+                for payment in payload.payments
+            ],
             "amount_tax": float(bill.tax),
             "amount_total": float(bill.total),
             "amount_paid": float(sum(payment.amount for payment in payload.payments)),
             "amount_return": 0.0,
             "api_device_id": device.id,
-            "api_flow": config.api_kitchen_flow,
+            # An order that arrives paid is a pay-first order, whatever the
+            # restaurant's usual flow.
+            "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
         })
-        if payload.state in (lc.VALIDATED, lc.PAID):
-            order._api_transition(lc.VALIDATED, device=device)
-        if payload.state == lc.PAID:
-            order.with_context(pos_api_defer_followup=True)._api_transition(lc.PAID, device=device)
+        if payload.state != lc.DRAFT:
+            path = lc.path_to(order.api_flow, lc.DRAFT, payload.state)
+            order.with_context(
+                pos_api_defer_followup=True, pos_api_prevalidated=True
+            )._api_transition_path(path, device=device)
         return order
 
     # ------------------------------------------------------------------
@@ -342,10 +369,9 @@ class PosOrder(models.Model):
 
     def _api_add_lines(self, lines, device):
         self._api_check_editable()
-        products = self._api_sellable_products(self.config_id, {line.product_id for line in lines})
         existing = set(self.lines.mapped("uuid"))
         commands = []
-        for vals, _taxes in self._api_lines_vals(self.config_id, lines, device, products):
+        for vals, _line in self._api_lines_vals(self.config_id._api_menu(), lines, device):
             if vals["uuid"] in existing:
                 raise Conflict("A line with this uuid exists already.", code="duplicate_line_uuid",
                                details={"line_uuid": vals["uuid"]})

@@ -119,6 +119,30 @@ def check_transition(flow: str, current: str, target: str) -> Transition:
     return Transition(flow, current, target)
 
 
+def path_to(flow: str, current: str, target: str) -> list[Transition]:
+    """The shortest chain of legal transitions from ``current`` to ``target``
+    (without cancelling), or raise :class:`IllegalTransition`."""
+    if flow not in TRANSITIONS or current not in STATES or target not in STATES:
+        raise IllegalTransition(flow, current, target)
+    previous: dict[str, str] = {current: current}
+    frontier = [current]
+    while frontier and target not in previous:
+        following = []
+        for state in frontier:
+            for nxt in sorted(TRANSITIONS[flow][state] - {CANCEL}):
+                if nxt not in previous:
+                    previous[nxt] = state
+                    following.append(nxt)
+        frontier = following
+    if target not in previous or target == current:
+        raise IllegalTransition(flow, current, target)
+    chain = [target]
+    while chain[-1] != current:
+        chain.append(previous[chain[-1]])
+    chain.reverse()
+    return [Transition(flow, a, b) for a, b in zip(chain, chain[1:])]
+
+
 def is_paid(flow: str, state: str) -> bool:
     """Whether an order in ``state`` has been paid (Odoo state paid or later)."""
     if state in (PAID, DONE, INVOICED):

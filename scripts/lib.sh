@@ -88,6 +88,34 @@ odoo_version() {
   "$PY" -c 'import odoo.release as r; print(r.major_version)' 2>/dev/null || true
 }
 
+# Prints the Python script that starts Odoo's command line, for "$PY" to run:
+# odoo-bin next to the odoo package of a source checkout, else the "odoo"
+# script of an installed distribution; nothing when there is neither. Odoo
+# with workers starts its gevent process as `sys.executable sys.argv[0]
+# gevent ...`, so it must be started through such a file (`python -m odoo`
+# leaves sys.argv[0] pointing at odoo/__main__.py, which cannot be re-run).
+odoo_entry_point() {
+  "$PY" - <<'PY'
+import os, shutil, sys, sysconfig
+import odoo
+root = os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__)))
+candidates = [os.path.join(root, "odoo-bin")]
+for d in (os.path.dirname(sys.executable), sysconfig.get_path("scripts"),
+          os.path.join(sys.base_prefix, "bin")):
+    candidates.append(os.path.join(d, "odoo"))
+candidates.append(shutil.which("odoo") or "")
+for path in candidates:
+    if not os.path.isfile(path):
+        continue
+    with open(path, "rb") as f:
+        head = f.readline()
+    # A Python script (not, say, a pyenv shell shim), run by the venv's python.
+    if path.endswith("odoo-bin") or (head.startswith(b"#!") and b"python" in head):
+        print(path)
+        break
+PY
+}
+
 odoo_addons_dir() {
   "$PY" - <<'PY'
 import os, odoo

@@ -80,3 +80,26 @@ def test_unknown_flow_or_state_is_illegal():
         lc.check_transition("drive_through", "draft", "validated")
     with pytest.raises(lc.IllegalTransition):
         lc.check_transition(lc.PAY_FIRST, "draft", "eaten")
+
+
+def test_path_to_follows_the_happy_path():
+    path = lc.path_to(lc.PAY_FIRST, "draft", "paid")
+    assert [(t.current, t.target) for t in path] == [("draft", "validated"), ("validated", "paid")]
+    path = lc.path_to(lc.DINE_IN, "validated", "served")
+    assert [t.target for t in path] == ["preparing", "ready", "served"]
+    for flow, states in ((lc.PAY_FIRST, PAY_FIRST_PATH), (lc.DINE_IN, DINE_IN_PATH)):
+        for i, start in enumerate(states):
+            for end in states[i + 1:]:
+                chain = lc.path_to(flow, start, end)
+                assert chain[0].current == start and chain[-1].target == end
+                for step in chain:
+                    lc.check_transition(flow, step.current, step.target)
+
+
+def test_path_to_refuses_going_back_or_cancelling():
+    with pytest.raises(lc.IllegalTransition):
+        lc.path_to(lc.PAY_FIRST, "paid", "validated")
+    with pytest.raises(lc.IllegalTransition):
+        lc.path_to(lc.PAY_FIRST, "draft", "cancel")
+    with pytest.raises(lc.IllegalTransition):
+        lc.path_to(lc.PAY_FIRST, "draft", "draft")

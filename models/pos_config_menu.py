@@ -1,0 +1,97 @@
+from decimal import Decimal
+
+from odoo import models
+from odoo.tools import float_repr
+
+from ..pos_core import billing
+from ..pos_core.cache import VersionedLRU
+
+# Per worker process: what an order needs to know of a point of sale's menu.
+_MENU_CACHE = VersionedLRU(max_entries=64)
+
+# Any change of these tables (a write bumps write_date, a delete the count)
+# gives the menu a new version; reading it is one query.
+_MENU_VERSION_SQL = """
+    SELECT (SELECT max(write_date) FROM product_template),
+           (SELECT max(write_date) FROM product_product),
+           (SELECT count(*) FROM product_product),
+           (SELECT max(write_date) FROM product_pricelist),
+           (SELECT max(write_date) FROM product_pricelist_item),
+           (SELECT count(*) FROM product_pricelist_item),
+           (SELECT max(write_date) FROM product_template_attribute_value),
+           (SELECT max(write_date) FROM account_tax),
+           (SELECT max(write_date) FROM account_fiscal_position),
+           (SELECT max(write_date) FROM pos_category),
+           (SELECT max(write_date) FROM pos_payment_method),
+           (SELECT max(write_date) FROM res_currency),
+           (SELECT max(write_date) FROM res_company),
+           (SELECT write_date FROM pos_config WHERE id = %s)
+"""
+
+
+def _dec(value, digits):
+    return Decimal(float_repr(value, digits))
+
+
+class PosConfig(models.Model):
+    _inherit = "pos.config"
+
+    def _api_menu(self):
+        """A plain snapshot of what orders of this point of sale are priced and
+        taxed with: sellable products, their taxes after the default fiscal
+        position (as engine taxes), attribute extras, payment methods,
+        currency and rounding. Cached per worker, rebuilt when any of it
+        changes anywhere."""
+        self.ensure_one()
+        self.env.cr.execute(_MENU_VERSION_SQL, [self.id])
+        version = self.env.cr.fetchone()
+        key = (self.env.cr.dbname, self.id)
+        return _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
+
+    def _api_build_menu(self):
+        products = self.env["product.product"].search(
+            self._get_available_product_domain() + [("type", "!=", "combo")]
+        )
+        fiscal_position = self.default_fiscal_position_id
+        engine_taxes = {}
+        tax_model = self.env["pos.order"]
+        entries = {}
+        for product in products:
+            taxes = product.taxes_id.filtered(lambda tax: tax.company_id == self.company_id)
+            mapped = fiscal_position.map_tax(taxes)
+            entries[product.id] = {
+                "name": product.display_name,
+                "template_id": product.product_tmpl_id.id,
+                "tax_ids": tuple(taxes.ids),
+                "taxes": tax_model._api_engine_taxes(mapped, engine_taxes),
+            }
+        attributes = self.env["product.template.attribute.value"].search(
+            [("product_tmpl_id", "in", products.product_tmpl_id.ids)]
+        )
+        pricelist = self.pricelist_id
+        currency = self.currency_id
+        rounding = self.rounding_method
+        timed_rules = pricelist.item_ids.filtered(lambda item: item.date_start or item.date_end)
+        return {
+            "config_id": self.id,
+            "company_id": self.company_id.id,
+            "pricelist_id": pricelist.id,
+            "fiscal_position_id": fiscal_position.id,
+            "flow": self.api_kitchen_flow,
+            "products": entries,
+            "attributes": {
+                value.id: (value.product_tmpl_id.id, value.price_extra) for value in attributes
+            },
+            "payment_method_ids": frozenset(self.payment_method_ids.ids),
+            "floor_ids": frozenset(self.floor_ids.ids),
+            "currency_name": currency.name,
+            "digits": currency.decimal_places,
+            "currency": billing.Currency(rounding=_dec(currency.rounding, 6)),
+            "rounding_method": self.company_id.tax_calculation_rounding_method,
+            "cash_rounding": billing.CashRounding(
+                _dec(rounding.rounding, 6), rounding.rounding_method
+            ) if self.cash_rounding and rounding else None,
+            "engine_taxes": engine_taxes,
+            # Rules bounded in time make a price depend on the clock: no cache.
+            "prices": None if timed_rules else {},
+        }
