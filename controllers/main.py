@@ -125,7 +125,9 @@ class PosApiController(http.Controller):
                 "Send the body as application/json.",
                 details={"content_type": request.httprequest.mimetype},
             )
-        raw = request.httprequest.get_data(cache=False)
+        # Cached: when Odoo retries the request after a serialization conflict,
+        # the body must still be there.
+        raw = request.httprequest.get_data(cache=True)
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge(
                 f"The body exceeds {MAX_BODY_BYTES} bytes.", details={"limit": MAX_BODY_BYTES}

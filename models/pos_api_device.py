@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
@@ -23,6 +24,24 @@ ROLE_SELECTION = [
 def api_settings():
     """The ``[point_of_sale_api]`` odoo.conf section with POS_API_* overrides."""
     return settings_engine.load_settings(config.misc.get("point_of_sale_api", {}), os.environ)
+
+
+TOUCH_INTERVAL = 60.0
+_LAST_TOUCH = {}
+
+
+class PosApiDevicePresence(models.Model):
+    """When each device was last seen: kept apart from the device row, which
+    orders reference (see ``PosApiDevice._api_touch``)."""
+
+    _name = "pos.api.device.presence"
+    _description = "POS API Device Presence"
+    _log_access = False
+
+    device_id = fields.Many2one("pos.api.device", required=True, ondelete="cascade")
+    last_seen = fields.Datetime(required=True)
+
+    _sql_constraints = [("device_unique", "UNIQUE(device_id)", "One presence row per device.")]
 
 
 class PosApiDevice(models.Model):
@@ -54,7 +73,7 @@ class PosApiDevice(models.Model):
     )
     token_version = fields.Integer(default=0, readonly=True, copy=False)
     refresh_jti = fields.Char(readonly=True, copy=False)
-    last_seen = fields.Datetime(readonly=True, copy=False)
+    last_seen = fields.Datetime(compute="_compute_last_seen")
 
     @api.model
     def _jwt_secret(self):
@@ -96,23 +115,33 @@ class PosApiDevice(models.Model):
         _logger.info("POS API tokens revoked for devices %s", self.ids)
         return True
 
-    def _api_touch(self):
-        """Record that the device was seen, at most once a minute.
+    def _compute_last_seen(self):
+        presence = dict(self.env["pos.api.device.presence"].sudo()._read_group(
+            [("device_id", "in", self.ids)], ["device_id"], ["last_seen:max"]
+        ))
+        for device in self:
+            device.last_seen = presence.get(device)
 
-        In its own short transaction, skipping a row another request holds:
-        ``last_seen`` is informational and must never make a request fail or
-        conflict with a concurrent one of the same device.
+    def _api_touch(self):
+        """Record that the device was seen, at most once a minute per worker.
+
+        In its own short transaction and in its own table: a write to the
+        device row itself would make every order the request then creates
+        (which references the device) fail its foreign-key check with a
+        serialization error under REPEATABLE READ.
         """
-        now = fields.Datetime.now()
-        if self.last_seen and (now - self.last_seen).total_seconds() < 60:
+        now = time.monotonic()
+        key = (self.env.cr.dbname, self.id)
+        if now - _LAST_TOUCH.get(key, -TOUCH_INTERVAL) < TOUCH_INTERVAL:
             return
+        _LAST_TOUCH[key] = now
         with self.env.registry.cursor() as cr:
             cr.execute(
-                "SELECT id FROM pos_api_device WHERE id = %s FOR UPDATE SKIP LOCKED", (self.id,)
+                """INSERT INTO pos_api_device_presence (device_id, last_seen)
+                   VALUES (%s, now() AT TIME ZONE 'UTC')
+                   ON CONFLICT (device_id) DO UPDATE SET last_seen = EXCLUDED.last_seen""",
+                (self.id,),
             )
-            if cr.fetchone():
-                cr.execute("UPDATE pos_api_device SET last_seen = %s WHERE id = %s",
-                           (now, self.id))
 
     @api.model
     def _api_refresh(self, refresh_token):

@@ -28,11 +28,12 @@ class PosApiFactories:
 
     @classmethod
     def _create_device(cls, role="waiter", config=None, name=None):
-        return cls.env["pos.api.device"].sudo().create({
+        config = config or cls.config
+        return config.env["pos.api.device"].sudo().create({
             "name": name or f"Test {role}",
-            "config_id": (config or cls.config).id,
+            "config_id": config.id,
             "role": role,
-            "user_id": cls.env.ref("base.user_admin").id,
+            "user_id": config.env.ref("base.user_admin").id,
         })
 
     @classmethod
@@ -87,7 +88,7 @@ class PosApiFactories:
             "uuid": order_uuid,
             "name": f"Order {order_uuid}",
             "session_id": session.id,
-            "user_id": self.env.uid,
+            "user_id": session.env.uid,
             "pricelist_id": pricelist.id,
             "fiscal_position_id": fiscal_position.id,
             "sequence_number": 1,

@@ -1,0 +1,115 @@
+"""Concurrent duplicates, against real transactions: the API through the real
+HTTP server, and Odoo's own sync_from_ui through separate cursors. Data is
+committed, so every test cleans up after itself."""
+
+import json
+import threading
+import urllib.request
+import uuid
+
+from odoo import api
+from odoo.tests import TransactionCase, tagged
+from odoo.tools import config as odoo_config
+
+from .common import DEMO_CONFIG_XMLID, PosApiFactories
+
+K = 8
+
+
+@tagged("post_install", "-at_install")
+class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
+    def setUp(self):
+        super().setUp()
+        self.uuids = []
+        self.admin_id = self.env.ref("base.user_admin").id
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, self.admin_id, {})
+            config = env.ref(DEMO_CONFIG_XMLID)
+            self.session_id = self._open_session(config).id
+            device = self._create_device("waiter", config)
+            self.device_id = device.id
+            self.token = device._issue_tokens().access_token
+            products = env["product.product"].search(
+                config._get_available_product_domain() + [("type", "!=", "combo")], limit=3
+            )
+            self.product_ids = products.ids
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, api.SUPERUSER_ID, {})
+            orders = env["pos.order"].search([("uuid", "in", self.uuids)])
+            orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
+            orders.unlink()
+            env["pos.api.device"].browse(self.device_id).unlink()
+
+    def _in_parallel(self, func):
+        barrier = threading.Barrier(K)
+        results = [None] * K
+
+        def run(index):
+            barrier.wait(timeout=30)
+            try:
+                results[index] = func()
+            except Exception as exc:  # noqa: BLE001 - the outcome is what is tested
+                results[index] = exc
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(K)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        return results
+
+    def _count(self, order_uuid):
+        with self.registry.cursor() as cr:
+            cr.execute("SELECT count(*) FROM pos_order WHERE uuid = %s", [order_uuid])
+            return cr.fetchone()[0]
+
+    def test_api_duplicates_from_separate_connections_create_one_order(self):
+        order_uuid = str(uuid.uuid4())
+        self.uuids.append(order_uuid)
+        body = json.dumps({
+            "uuid": order_uuid,
+            "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
+        }).encode()
+        url = f"http://127.0.0.1:{odoo_config['http_port']}/pos_api/v1/orders"
+
+        def post():
+            request = urllib.request.Request(url, data=body, method="POST", headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {self.token}",
+            })
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+
+        results = self._in_parallel(post)
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        self.assertEqual({status for status, _body in results}, {201})
+        self.assertEqual(len({body["order"]["id"] for _status, body in results}), 1)
+        self.assertEqual(self._count(order_uuid), 1)
+
+    def test_sync_from_ui_duplicates_create_one_order(self):
+        order_uuid = str(uuid.uuid4())
+        self.uuids.append(order_uuid)
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, self.admin_id, {})
+            session = env["pos.session"].browse(self.session_id)
+            products = env["product.product"].browse(self.product_ids)
+            payload = self._ui_order_payload(
+                session, [(product, 1) for product in products], paid=False,
+                order_uuid=order_uuid,
+            )
+
+        def push():
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, self.admin_id, {})
+                env["pos.order"].sync_from_ui([dict(payload)])
+                cr.commit()
+                return True
+
+        results = self._in_parallel(push)
+        self.assertIn(True, results)
+        self.assertEqual(self._count(order_uuid), 1)
+        for result in results:
+            if result is not True:
+                self.assertIn("uuid", str(result).lower())
