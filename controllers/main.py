@@ -161,8 +161,9 @@ class PosApiController(http.Controller):
         if isinstance(exc, (UserError, ValidationError)):
             return 422, InvalidInput(str(exc), code="rejected").to_dict()
         _logger.exception("POS API: unexpected error")
-        return 500, {"error": {"code": "internal_error", "message": "Internal error.",
-                               "details": {}}}
+        return 500, {
+            "error": {"code": "internal_error", "message": "Internal error.", "details": {}}
+        }
 
     @staticmethod
     def _order(device, order_id):
@@ -226,15 +227,17 @@ class PosApiController(http.Controller):
             with request.env.cr.savepoint():
                 order = orders._api_create(payload, device)
                 response = self._order_payload(order)
-                order.sudo().write({"api_request_hash": digest,
-                                    "api_response": json.dumps(response)})
+                order.sudo().write(
+                    {"api_request_hash": digest, "api_response": json.dumps(response)}
+                )
         except IntegrityError:
             # A concurrent request with the same uuid committed first: read
             # what it stored from a fresh transaction.
             request.env.invalidate_all(flush=False)
             with request.env.registry.cursor() as cr:
-                replay = self._replay(api.Environment(cr, SUPERUSER_ID, {}), device, payload,
-                                      digest)
+                replay = self._replay(
+                    api.Environment(cr, SUPERUSER_ID, {}), device, payload, digest
+                )
             if replay:
                 return replay
             raise
@@ -258,9 +261,13 @@ class PosApiController(http.Controller):
     @endpoint("order_list")
     def order_list(self, device, body, **_query):
         orders, cursor = request.env["pos.order"]._api_list(device, request.httprequest.args)
-        return 200, _dump(s.OrderList, {
-            "orders": [order._api_to_dict() for order in orders], "next_cursor": cursor,
-        })
+        return 200, _dump(
+            s.OrderList,
+            {
+                "orders": [order._api_to_dict() for order in orders],
+                "next_cursor": cursor,
+            },
+        )
 
     @endpoint("order_get")
     def order_get(self, device, body, order_id):

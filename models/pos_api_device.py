@@ -116,9 +116,11 @@ class PosApiDevice(models.Model):
         return True
 
     def _compute_last_seen(self):
-        presence = dict(self.env["pos.api.device.presence"].sudo()._read_group(
-            [("device_id", "in", self.ids)], ["device_id"], ["last_seen:max"]
-        ))
+        presence = dict(
+            self.env["pos.api.device.presence"]
+            .sudo()
+            ._read_group([("device_id", "in", self.ids)], ["device_id"], ["last_seen:max"])
+        )
         for device in self:
             device.last_seen = presence.get(device)
 

@@ -41,15 +41,17 @@ class PosApiPrinter(models.Model):
     )
     backup_printer_id = fields.Many2one(
         "pos.api.printer",
-        string="Backup Printer",
         help="Takes the tickets while this station is unreachable.",
     )
     paper_width = fields.Integer(default=42, help="Characters per line.")
 
     _sql_constraints = [
         ("port_range", "CHECK(port > 0 AND port < 65536)", "The printer port must be 1-65535."),
-        ("backup_not_self", "CHECK(backup_printer_id IS NULL OR backup_printer_id != id)",
-         "A printer cannot be its own backup."),
+        (
+            "backup_not_self",
+            "CHECK(backup_printer_id IS NULL OR backup_printer_id != id)",
+            "A printer cannot be its own backup.",
+        ),
     ]
 
     @api.constrains("backup_printer_id", "company_id")

@@ -50,7 +50,7 @@ class PosConfig(models.Model):
 
     def _api_build_menu(self):
         products = self.env["product.product"].search(
-            self._get_available_product_domain() + [("type", "!=", "combo")]
+            [*self._get_available_product_domain(), ("type", "!=", "combo")]
         )
         fiscal_position = self.default_fiscal_position_id
         engine_taxes = {}
@@ -90,7 +90,9 @@ class PosConfig(models.Model):
             "rounding_method": self.company_id.tax_calculation_rounding_method,
             "cash_rounding": billing.CashRounding(
                 _dec(rounding.rounding, 6), rounding.rounding_method
-            ) if self.cash_rounding and rounding else None,
+            )
+            if self.cash_rounding and rounding
+            else None,
             "engine_taxes": engine_taxes,
             # Rules bounded in time make a price depend on the clock: no cache.
             "prices": None if timed_rules else {},

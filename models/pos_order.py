@@ -40,7 +40,11 @@ class PosOrder(models.Model):
         readonly=True,
     )
     api_device_id = fields.Many2one(
-        "pos.api.device", string="Created by Device", readonly=True, copy=False, index="btree_not_null"
+        "pos.api.device",
+        string="Created by Device",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
     )
     kitchen_started_at = fields.Datetime(readonly=True, copy=False)
     kitchen_ready_at = fields.Datetime(readonly=True, copy=False)
@@ -99,9 +103,12 @@ class PosOrder(models.Model):
             target = lc.state_from_odoo(order.api_flow, order.state)
             if target == order.api_state:
                 continue
-            history.append(order._api_history_vals(order.api_state, target, source=source,
-                                                   reason=f"odoo state {order.state}"))
-            super(PosOrder, order).write({"api_state": target})
+            history.append(
+                order._api_history_vals(
+                    order.api_state, target, source=source, reason=f"odoo state {order.state}"
+                )
+            )
+            order.with_context(pos_api_transition=True).write({"api_state": target})
         if history:
             self.env["pos.order.state.history"].sudo().create(history)
 
@@ -132,8 +139,11 @@ class PosOrder(models.Model):
         back."""
         self.ensure_one()
         if not transitions or transitions[0].current != self.api_state:
-            raise lc.IllegalTransition(self.api_flow, self.api_state,
-                                       transitions[-1].target if transitions else self.api_state)
+            raise lc.IllegalTransition(
+                self.api_flow,
+                self.api_state,
+                transitions[-1].target if transitions else self.api_state,
+            )
         order = self.with_context(pos_api_transition=True)
         now = fields.Datetime.now()
         vals = {}
@@ -161,10 +171,14 @@ class PosOrder(models.Model):
             if transition.timestamp_field:
                 vals[transition.timestamp_field] = now
         order.write(vals)
-        self.env["pos.order.state.history"].sudo().create([
-            self._api_history_vals(transition.current, transition.target, source, reason, device)
-            for transition in transitions
-        ])
+        self.env["pos.order.state.history"].sudo().create(
+            [
+                self._api_history_vals(
+                    transition.current, transition.target, source, reason, device
+                )
+                for transition in transitions
+            ]
+        )
         return True
 
     def _api_mark_paid(self):
@@ -208,38 +222,61 @@ class PosOrder(models.Model):
         sellable = self.env["product.product"]
         if self.lines:
             sellable = self.env["product.product"].search(
-                [("id", "in", self.lines.product_id.ids)]
-                + config._get_available_product_domain()
+                [("id", "in", self.lines.product_id.ids), *config._get_available_product_domain()]
             )
         currency = self.currency_id
         priced = self.lines.filtered(
-            lambda line: not (line.combo_parent_id or line.combo_line_ids
-                              or line.api_price_override)
+            lambda line: (
+                not (line.combo_parent_id or line.combo_line_ids or line.api_price_override)
+            )
         )
-        expected_prices = dict(zip(priced, self._api_pricelist_prices(
-            self.pricelist_id or config.pricelist_id, currency,
-            [(line.product_id, line.qty, line.attribute_value_ids) for line in priced],
-        )))
+        expected_prices = dict(
+            zip(
+                priced,
+                self._api_pricelist_prices(
+                    self.pricelist_id or config.pricelist_id,
+                    currency,
+                    [(line.product_id, line.qty, line.attribute_value_ids) for line in priced],
+                ),
+            )
+        )
         for line in self.lines:
             ref = {"line_uuid": line.uuid, "product_id": line.product_id.id}
             if line.qty <= 0:
-                problems.append({**ref, "code": "quantity_not_positive",
-                                 "message": "Quantities must be positive."})
+                problems.append(
+                    {
+                        **ref,
+                        "code": "quantity_not_positive",
+                        "message": "Quantities must be positive.",
+                    }
+                )
             if line.product_id not in sellable:
-                problems.append({**ref, "code": "product_not_sellable",
-                                 "message": f"{line.product_id.display_name} is not sold here."})
+                problems.append(
+                    {
+                        **ref,
+                        "code": "product_not_sellable",
+                        "message": f"{line.product_id.display_name} is not sold here.",
+                    }
+                )
                 continue
             expected = expected_prices.get(line)
             if expected is not None and float_compare(
                 line.price_unit, expected, precision_rounding=currency.rounding
             ):
-                problems.append({**ref, "code": "price_mismatch", "expected": expected,
-                                 "message": "The price differs from the pricelist."})
+                problems.append(
+                    {
+                        **ref,
+                        "code": "price_mismatch",
+                        "expected": expected,
+                        "message": "The price differs from the pricelist.",
+                    }
+                )
         if config.api_check_stock:
             problems += self._api_stock_problems()
         if problems:
             raise InvalidInput(
-                "The order cannot be validated.", code="order_invalid",
+                "The order cannot be validated.",
+                code="order_invalid",
                 details={"problems": problems},
             )
 
@@ -270,11 +307,15 @@ class PosOrder(models.Model):
         for product, qty in needed.items():
             available = product.with_context(location=location.id).qty_available
             if float_compare(available, qty, precision_rounding=product.uom_id.rounding) < 0:
-                problems.append({
-                    "product_id": product.id, "code": "insufficient_stock",
-                    "message": f"Only {available:g} {product.display_name} in stock.",
-                    "available": available, "requested": qty,
-                })
+                problems.append(
+                    {
+                        "product_id": product.id,
+                        "code": "insufficient_stock",
+                        "message": f"Only {available:g} {product.display_name} in stock.",
+                        "available": available,
+                        "requested": qty,
+                    }
+                )
         return problems
 
 
@@ -282,7 +323,9 @@ class PosOrderLine(models.Model):
     _inherit = "pos.order.line"
 
     api_price_override = fields.Boolean(
-        string="Price Overridden", readonly=True, copy=False,
+        string="Price Overridden",
+        readonly=True,
+        copy=False,
         help="The price was set by a role allowed to depart from the pricelist.",
     )
 
@@ -294,5 +337,6 @@ class PosOrderLine(models.Model):
                 f"A {device.role} device cannot override prices.", code="price_override_forbidden"
             )
         if not device and not self.env.user.has_group("point_of_sale.group_pos_manager"):
-            raise Forbidden("Only POS managers can override prices.",
-                            code="price_override_forbidden")
+            raise Forbidden(
+                "Only POS managers can override prices.", code="price_override_forbidden"
+            )

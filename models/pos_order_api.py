@@ -87,8 +87,11 @@ class PosOrder(models.Model):
             if len(taxes) != len(set(service["tax_ids"])) or any(
                 tax.company_id.id != menu["company_id"] for tax in taxes
             ):
-                raise InvalidInput("Unknown service charge tax.", code="unknown_tax",
-                                   details={"tax_ids": service["tax_ids"]})
+                raise InvalidInput(
+                    "Unknown service charge tax.",
+                    code="unknown_tax",
+                    details={"tax_ids": service["tax_ids"]},
+                )
             service_taxes = self._api_engine_taxes(taxes, menu["engine_taxes"])
         order = billing.Order(
             lines=engine_lines,
@@ -96,7 +99,8 @@ class PosOrder(models.Model):
             rounding_method=menu["rounding_method"],
             discount=billing.Discount(discount["kind"], discount["value"]) if discount else None,
             service_charge=billing.ServiceCharge(service["kind"], service["value"], service_taxes)
-            if service else None,
+            if service
+            else None,
             tip=request.get("tip") or Decimal(0),
             cash_rounding=menu["cash_rounding"],
         )
@@ -148,19 +152,40 @@ class PosOrder(models.Model):
         return {
             "currency": self.currency_id.name,
             "lines": [
-                {"uuid": line.key, "untaxed": line.untaxed, "tax": line.tax,
-                 "total": line.total, "discount": line.discount}
+                {
+                    "uuid": line.key,
+                    "untaxed": line.untaxed,
+                    "tax": line.tax,
+                    "total": line.total,
+                    "discount": line.discount,
+                }
                 for line in bill.lines
             ],
             "taxes": [tax._asdict() for tax in bill.taxes],
-            **{key: getattr(bill, key) for key in (
-                "subtotal", "discount", "service_charge", "untaxed", "tax", "tip", "total",
-                "rounding", "total_due",
-            )},
+            **{
+                key: getattr(bill, key)
+                for key in (
+                    "subtotal",
+                    "discount",
+                    "service_charge",
+                    "untaxed",
+                    "tax",
+                    "tip",
+                    "total",
+                    "rounding",
+                    "total_due",
+                )
+            },
             "parts": [
-                {"label": str(part.label), "line_uuids": [str(key) for key in part.line_keys],
-                 "untaxed": part.untaxed, "tax": part.tax, "tip": part.tip, "total": part.total,
-                 "total_due": part.total_due}
+                {
+                    "label": str(part.label),
+                    "line_uuids": [str(key) for key in part.line_keys],
+                    "untaxed": part.untaxed,
+                    "tax": part.tax,
+                    "tip": part.tip,
+                    "total": part.total,
+                    "total_due": part.total_due,
+                }
                 for part in parts
             ],
         }
@@ -173,10 +198,12 @@ class PosOrder(models.Model):
             by_key = {line.key: line for line in bill.lines}
             for line in order.lines:
                 amounts = by_key[line.uuid]
-                line.write({
-                    "price_subtotal": float(amounts.untaxed),
-                    "price_subtotal_incl": float(amounts.total),
-                })
+                line.write(
+                    {
+                        "price_subtotal": float(amounts.untaxed),
+                        "price_subtotal_incl": float(amounts.total),
+                    }
+                )
             order.write({"amount_tax": float(bill.tax), "amount_total": float(bill.total)})
 
     # ------------------------------------------------------------------
@@ -192,16 +219,19 @@ class PosOrder(models.Model):
             computed = self._api_pricelist_prices(
                 self.env["product.pricelist"].browse(menu["pricelist_id"]),
                 self.env["res.currency"].search([("name", "=", menu["currency_name"])], limit=1),
-                [(product, qty, self.env["product.template.attribute.value"])
-                 for product, (_pid, qty) in zip(products, missing)],
+                [
+                    (product, qty, self.env["product.template.attribute.value"])
+                    for product, (_pid, qty) in zip(products, missing)
+                ],
             )
             found = dict(zip(missing, computed))
             if cache is not None:
                 cache.update(found)
         else:
             found = {}
-        return [cache[item] if cache is not None and item in cache else found[item]
-                for item in items]
+        return [
+            cache[item] if cache is not None and item in cache else found[item] for item in items
+        ]
 
     @api.model
     def _api_lines_vals(self, menu, lines, device):
@@ -217,9 +247,10 @@ class PosOrder(models.Model):
                     details={"product_id": data.product_id},
                 )
             template_id = products[data.product_id]["template_id"]
-            if any(menu["attributes"].get(value_id, (None,))[0] != template_id
-                   for value_id in data.attribute_value_ids) or len(
-                       set(data.attribute_value_ids)) != len(data.attribute_value_ids):
+            if any(
+                menu["attributes"].get(value_id, (None,))[0] != template_id
+                for value_id in data.attribute_value_ids
+            ) or len(set(data.attribute_value_ids)) != len(data.attribute_value_ids):
                 raise InvalidInput(
                     "Attribute values do not belong to the product.",
                     code="unknown_attribute_value",
@@ -227,9 +258,12 @@ class PosOrder(models.Model):
                 )
             if data.price_unit is not None:
                 self.env["pos.order.line"]._api_check_price_override(device)
-        prices = iter(self._api_menu_prices(menu, [
-            (data.product_id, float(data.qty)) for data in lines if data.price_unit is None
-        ]))
+        prices = iter(
+            self._api_menu_prices(
+                menu,
+                [(data.product_id, float(data.qty)) for data in lines if data.price_unit is None],
+            )
+        )
         currency_round = menu["currency"].round
         result = []
         for data in lines:
@@ -238,8 +272,9 @@ class PosOrder(models.Model):
             if override:
                 price_unit = float(data.price_unit)
             else:
-                extras = sum(menu["attributes"][value_id][1]
-                             for value_id in data.attribute_value_ids)
+                extras = sum(
+                    menu["attributes"][value_id][1] for value_id in data.attribute_value_ids
+                )
                 price_unit = float(currency_round(_dec(next(prices) + extras, 6)))
             vals = {
                 "uuid": str(data.uuid or uuid.uuid4()),
@@ -254,11 +289,20 @@ class PosOrder(models.Model):
                 "api_seat": data.seat or 0,
                 "api_price_override": override,
             }
-            result.append((vals, {
-                "key": vals["uuid"], "product_id": data.product_id, "qty": vals["qty"],
-                "price_unit": price_unit, "discount": vals["discount"],
-                "taxes": product["taxes"], "seat": data.seat,
-            }))
+            result.append(
+                (
+                    vals,
+                    {
+                        "key": vals["uuid"],
+                        "product_id": data.product_id,
+                        "qty": vals["qty"],
+                        "price_unit": price_unit,
+                        "discount": vals["discount"],
+                        "taxes": product["taxes"],
+                        "seat": data.seat,
+                    },
+                )
+            )
         return result
 
     @api.model
@@ -298,8 +342,11 @@ class PosOrder(models.Model):
         if payload.partner_id and not self.env["res.partner"].search_count(
             [("id", "=", payload.partner_id)], limit=1
         ):
-            raise InvalidInput("Unknown customer.", code="unknown_partner",
-                               details={"partner_id": payload.partner_id})
+            raise InvalidInput(
+                "Unknown customer.",
+                code="unknown_partner",
+                details={"partner_id": payload.partner_id},
+            )
         prepared = self._api_lines_vals(menu, payload.lines, device)
         if len({vals["uuid"] for vals, _line in prepared}) != len(prepared):
             raise InvalidInput("Two lines have the same uuid.", code="duplicate_line_uuid")
@@ -319,35 +366,39 @@ class PosOrder(models.Model):
         if payload.payments and payload.state != lc.PAID:
             raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
         now = fields.Datetime.now()
-        order = self.create({
-            "uuid": str(payload.uuid),
-            "session_id": session_id,
-            "user_id": device.user_id.id,
-            "pricelist_id": menu["pricelist_id"],
-            "fiscal_position_id": menu["fiscal_position_id"],
-            "table_id": payload.table_id or False,
-            "customer_count": payload.customer_count or 0,
-            "partner_id": payload.partner_id or False,
-            "general_note": payload.note or False,
-            "lines": line_vals,
-            "payment_ids": [
-                Command.create({
-                    "payment_method_id": payment.payment_method_id,
-                    "amount": float(payment.amount),
-                    "payment_date": now,
-                    "session_id": session_id,
-                })
-                for payment in payload.payments
-            ],
-            "amount_tax": float(bill.tax),
-            "amount_total": float(bill.total),
-            "amount_paid": float(sum(payment.amount for payment in payload.payments)),
-            "amount_return": 0.0,
-            "api_device_id": device.id,
-            # An order that arrives paid is a pay-first order, whatever the
-            # restaurant's usual flow.
-            "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
-        })
+        order = self.create(
+            {
+                "uuid": str(payload.uuid),
+                "session_id": session_id,
+                "user_id": device.user_id.id,
+                "pricelist_id": menu["pricelist_id"],
+                "fiscal_position_id": menu["fiscal_position_id"],
+                "table_id": payload.table_id or False,
+                "customer_count": payload.customer_count or 0,
+                "partner_id": payload.partner_id or False,
+                "general_note": payload.note or False,
+                "lines": line_vals,
+                "payment_ids": [
+                    Command.create(
+                        {
+                            "payment_method_id": payment.payment_method_id,
+                            "amount": float(payment.amount),
+                            "payment_date": now,
+                            "session_id": session_id,
+                        }
+                    )
+                    for payment in payload.payments
+                ],
+                "amount_tax": float(bill.tax),
+                "amount_total": float(bill.total),
+                "amount_paid": float(sum(payment.amount for payment in payload.payments)),
+                "amount_return": 0.0,
+                "api_device_id": device.id,
+                # An order that arrives paid is a pay-first order, whatever the
+                # restaurant's usual flow.
+                "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
+            }
+        )
         if payload.state != lc.DRAFT:
             path = lc.path_to(order.api_flow, lc.DRAFT, payload.state)
             order.with_context(
@@ -373,12 +424,16 @@ class PosOrder(models.Model):
         commands = []
         for vals, _line in self._api_lines_vals(self.config_id._api_menu(), lines, device):
             if vals["uuid"] in existing:
-                raise Conflict("A line with this uuid exists already.", code="duplicate_line_uuid",
-                               details={"line_uuid": vals["uuid"]})
+                raise Conflict(
+                    "A line with this uuid exists already.",
+                    code="duplicate_line_uuid",
+                    details={"line_uuid": vals["uuid"]},
+                )
             existing.add(vals["uuid"])
             # Amounts are placeholders until the engine recomputes the order below.
-            commands.append(Command.create({**vals, "price_subtotal": 0.0,
-                                            "price_subtotal_incl": 0.0}))
+            commands.append(
+                Command.create({**vals, "price_subtotal": 0.0, "price_subtotal_incl": 0.0})
+            )
         self.write({"lines": commands})
         self._api_recompute_amounts()
 
@@ -408,7 +463,8 @@ class PosOrder(models.Model):
         line.write(vals)
         if "qty" in vals and not line.api_price_override:
             line.price_unit = self._api_pricelist_prices(
-                self.pricelist_id, self.currency_id,
+                self.pricelist_id,
+                self.currency_id,
                 [(line.product_id, line.qty, line.attribute_value_ids)],
             )[0]
         self._api_recompute_amounts()
@@ -457,8 +513,11 @@ class PosOrder(models.Model):
                 for line in self.lines
             ],
             "payments": [
-                {"id": pay.id, "payment_method_id": pay.payment_method_id.id,
-                 "amount": _dec(pay.amount, digits)}
+                {
+                    "id": pay.id,
+                    "payment_method_id": pay.payment_method_id.id,
+                    "amount": _dec(pay.amount, digits),
+                }
                 for pay in self.payment_ids
             ],
             "write_date": self.write_date,
@@ -468,9 +527,14 @@ class PosOrder(models.Model):
         }
         if with_history:
             result["history"] = [
-                {"from_state": row.from_state, "to_state": row.to_state, "at": row.changed_at,
-                 "source": row.source, "reason": row.reason or None,
-                 "device_id": row.device_id.id or None}
+                {
+                    "from_state": row.from_state,
+                    "to_state": row.to_state,
+                    "at": row.changed_at,
+                    "source": row.source,
+                    "reason": row.reason or None,
+                    "device_id": row.device_id.id or None,
+                }
                 for row in self.api_state_history_ids
             ]
         return result
@@ -483,8 +547,11 @@ class PosOrder(models.Model):
         state = params.get("state")
         if state:
             if state not in lc.STATES:
-                raise InvalidInput(f"Unknown state {state!r}.", code="invalid_filter",
-                                   details={"state": state, "allowed": list(lc.STATES)})
+                raise InvalidInput(
+                    f"Unknown state {state!r}.",
+                    code="invalid_filter",
+                    details={"state": state, "allowed": list(lc.STATES)},
+                )
             domain.append(("api_state", "=", state))
         if params.get("table_id"):
             domain.append(("table_id", "=", _int_param(params, "table_id")))
@@ -528,14 +595,19 @@ class PosOrderLine(models.Model):
 class PosSession(models.Model):
     _inherit = "pos.session"
 
-    def _validate_session(self, balancing_account=False, amount_to_balance=0,
-                          bank_payment_method_diffs=None):
+    def _validate_session(
+        self, balancing_account=False, amount_to_balance=0, bank_payment_method_diffs=None
+    ):
         # Pickings of API orders must exist before the session's accounting.
-        self.env["pos.order"].search([
-            ("session_id", "in", self.ids), ("api_followup_pending", "=", True),
-        ])._api_run_followup()
-        return super()._validate_session(balancing_account, amount_to_balance,
-                                         bank_payment_method_diffs)
+        self.env["pos.order"].search(
+            [
+                ("session_id", "in", self.ids),
+                ("api_followup_pending", "=", True),
+            ]
+        )._api_run_followup()
+        return super()._validate_session(
+            balancing_account, amount_to_balance, bank_payment_method_diffs
+        )
 
 
 def _int_param(params, name, default=None):
@@ -545,16 +617,18 @@ def _int_param(params, name, default=None):
     try:
         return int(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be an integer.", code="invalid_filter",
-                           details={name: raw}) from None
+        raise InvalidInput(
+            f"{name} must be an integer.", code="invalid_filter", details={name: raw}
+        ) from None
 
 
 def _datetime_param(params, name):
     try:
         return fields.Datetime.to_datetime(params[name].replace("T", " ")[:19])
     except ValueError:
-        raise InvalidInput(f"{name} must be an ISO datetime.", code="invalid_filter",
-                           details={name: params[name]}) from None
+        raise InvalidInput(
+            f"{name} must be an ISO datetime.", code="invalid_filter", details={name: params[name]}
+        ) from None
 
 
 def _encode_cursor(record_id):

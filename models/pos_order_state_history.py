@@ -31,5 +31,5 @@ class PosOrderStateHistory(models.Model):
     )
     reason = fields.Char()
 
-    def write(self, vals):
+    def write(self, vals):  # pylint: disable=method-required-super
         raise UserError(self.env._("The lifecycle history cannot be changed."))

@@ -49,43 +49,120 @@ TRANSITION_TARGETS = ("validate", "pay", "prepare", "ready", "serve", "done", "c
 
 ROUTES: tuple[Route, ...] = (
     Route("health", "GET", "/health", "Liveness probe", s.HealthOut, roles=None, tags=("meta",)),
-    Route("openapi", "GET", "/openapi.json", "This document", s.OpenApiOut, roles=None,
-          tags=("meta",)),
-    Route("refresh", "POST", "/auth/refresh", "Rotate a device's token pair", s.TokenOut,
-          request=s.RefreshIn, roles=None, tags=("auth",)),
-    Route("order_create", "POST", "/orders", "Create an order (idempotent by uuid)",
-          s.OrderEnvelope, status=201, request=s.OrderCreate, roles=ORDER_WRITERS,
-          tags=("orders",)),
-    Route("order_batch", "POST", "/orders/batch", "Create many orders, one result each",
-          s.BatchOut, request=s.BatchCreate, roles=ORDER_WRITERS, tags=("orders",)),
-    Route("order_list", "GET", "/orders", "List orders, newest change last", s.OrderList,
-          query=(
-              ("state", "string", "Restaurant state to filter on"),
-              ("table_id", "integer", "Table to filter on"),
-              ("updated_since", "string", "ISO datetime: orders changed after it"),
-              ("limit", "integer", "Page size, 1-200 (50)"),
-              ("cursor", "string", "next_cursor of the previous page"),
-          ), tags=("orders",)),
-    Route("order_get", "GET", "/orders/{order_id}", "Fetch one order", s.OrderEnvelope,
-          tags=("orders",)),
-    Route("lines_add", "POST", "/orders/{order_id}/lines", "Add lines to a draft order",
-          s.OrderEnvelope, request=s.LinesAdd, roles=ORDER_WRITERS, tags=("orders",)),
-    Route("line_update", "PATCH", "/orders/{order_id}/lines/{line_uuid}",
-          "Change a line of a draft order", s.OrderEnvelope, request=s.LinePatch,
-          roles=ORDER_WRITERS, tags=("orders",)),
-    Route("line_delete", "DELETE", "/orders/{order_id}/lines/{line_uuid}",
-          "Remove a line of a draft order", s.OrderEnvelope, roles=ORDER_WRITERS,
-          tags=("orders",)),
-    Route("order_bill", "POST", "/orders/{order_id}/bill",
-          "Compute the bill (discounts, service, tip, splits) without writing anything",
-          s.BillOut, request=s.BillRequest, tags=("orders",)),
+    Route(
+        "openapi", "GET", "/openapi.json", "This document", s.OpenApiOut, roles=None, tags=("meta",)
+    ),
+    Route(
+        "refresh",
+        "POST",
+        "/auth/refresh",
+        "Rotate a device's token pair",
+        s.TokenOut,
+        request=s.RefreshIn,
+        roles=None,
+        tags=("auth",),
+    ),
+    Route(
+        "order_create",
+        "POST",
+        "/orders",
+        "Create an order (idempotent by uuid)",
+        s.OrderEnvelope,
+        status=201,
+        request=s.OrderCreate,
+        roles=ORDER_WRITERS,
+        tags=("orders",),
+    ),
+    Route(
+        "order_batch",
+        "POST",
+        "/orders/batch",
+        "Create many orders, one result each",
+        s.BatchOut,
+        request=s.BatchCreate,
+        roles=ORDER_WRITERS,
+        tags=("orders",),
+    ),
+    Route(
+        "order_list",
+        "GET",
+        "/orders",
+        "List orders, newest change last",
+        s.OrderList,
+        query=(
+            ("state", "string", "Restaurant state to filter on"),
+            ("table_id", "integer", "Table to filter on"),
+            ("updated_since", "string", "ISO datetime: orders changed after it"),
+            ("limit", "integer", "Page size, 1-200 (50)"),
+            ("cursor", "string", "next_cursor of the previous page"),
+        ),
+        tags=("orders",),
+    ),
+    Route(
+        "order_get",
+        "GET",
+        "/orders/{order_id}",
+        "Fetch one order",
+        s.OrderEnvelope,
+        tags=("orders",),
+    ),
+    Route(
+        "lines_add",
+        "POST",
+        "/orders/{order_id}/lines",
+        "Add lines to a draft order",
+        s.OrderEnvelope,
+        request=s.LinesAdd,
+        roles=ORDER_WRITERS,
+        tags=("orders",),
+    ),
+    Route(
+        "line_update",
+        "PATCH",
+        "/orders/{order_id}/lines/{line_uuid}",
+        "Change a line of a draft order",
+        s.OrderEnvelope,
+        request=s.LinePatch,
+        roles=ORDER_WRITERS,
+        tags=("orders",),
+    ),
+    Route(
+        "line_delete",
+        "DELETE",
+        "/orders/{order_id}/lines/{line_uuid}",
+        "Remove a line of a draft order",
+        s.OrderEnvelope,
+        roles=ORDER_WRITERS,
+        tags=("orders",),
+    ),
+    Route(
+        "order_bill",
+        "POST",
+        "/orders/{order_id}/bill",
+        "Compute the bill (discounts, service, tip, splits) without writing anything",
+        s.BillOut,
+        request=s.BillRequest,
+        tags=("orders",),
+    ),
     *(
-        Route(f"order_{target}", "POST", f"/orders/{{order_id}}/{target}",
-              f"Lifecycle transition: {target}", s.OrderEnvelope, request=s.TransitionIn,
-              roles=(PAYERS if target == "pay" else
-                     frozenset({"manager", "cashier"}) if target in ("cancel", "invoice") else
-                     ALL_ROLES if target in ("prepare", "ready", "serve") else ORDER_WRITERS),
-              tags=("lifecycle",))
+        Route(
+            f"order_{target}",
+            "POST",
+            f"/orders/{{order_id}}/{target}",
+            f"Lifecycle transition: {target}",
+            s.OrderEnvelope,
+            request=s.TransitionIn,
+            roles=(
+                PAYERS
+                if target == "pay"
+                else frozenset({"manager", "cashier"})
+                if target in ("cancel", "invoice")
+                else ALL_ROLES
+                if target in ("prepare", "ready", "serve")
+                else ORDER_WRITERS
+            ),
+            tags=("lifecycle",),
+        )
         for target in TRANSITION_TARGETS
     ),
 )
@@ -94,8 +171,14 @@ ROUTES_BY_NAME = {route.name: route for route in ROUTES}
 
 # Transition endpoint → lifecycle state.
 TRANSITION_STATES = {
-    "validate": "validated", "pay": "paid", "prepare": "preparing", "ready": "ready",
-    "serve": "served", "done": "done", "cancel": "cancel", "invoice": "invoiced",
+    "validate": "validated",
+    "pay": "paid",
+    "prepare": "preparing",
+    "ready": "ready",
+    "serve": "served",
+    "done": "done",
+    "cancel": "cancel",
+    "invoice": "invoiced",
 }
 
 
@@ -119,13 +202,22 @@ def openapi(server_url: str = "") -> dict:
             },
         }
         parameters = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer" if name.endswith("_id") else "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if name.endswith("_id") else "string"},
+            }
             for name in re.findall(r"\{(\w+)\}", route.path)
         ]
         parameters += [
-            {"name": name, "in": "query", "required": False, "description": desc,
-             "schema": {"type": kind}}
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": desc,
+                "schema": {"type": kind},
+            }
             for name, kind, desc in route.query
         ]
         if parameters:
@@ -139,8 +231,11 @@ def openapi(server_url: str = "") -> dict:
         paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = operation
     document = {
         "openapi": "3.1.0",
-        "info": {"title": "point_of_sale_api", "version": "1.0.0",
-                 "description": "Restaurant device API for Odoo 18."},
+        "info": {
+            "title": "point_of_sale_api",
+            "version": "1.0.0",
+            "description": "Restaurant device API for Odoo 18.",
+        },
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),

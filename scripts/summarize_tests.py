@@ -31,13 +31,17 @@ def line(result):
     return f"{result['passed']} passed, {result['failed']} failed, {result['skipped']} skipped"
 
 
+def describe(result, missing):
+    return f"ran {result['ran']} tests: {line(result)}" if result else missing
+
+
 def main(plain_xml, odoo_xml, odoo_status):
     plain = counts(plain_xml)
     odoo = counts(odoo_xml) if odoo_status == "ran" else None
     print("\n== test tiers ==")
-    print(f"plain tier: {'ran ' + str(plain['ran']) + ' tests: ' + line(plain) if plain else 'did not run'}")
+    print(f"plain tier: {describe(plain, 'did not run')}")
     if odoo_status == "ran":
-        print(f"Odoo tier:  {'ran ' + str(odoo['ran']) + ' tests: ' + line(odoo) if odoo else 'did not run (pytest collected nothing or crashed)'}")
+        print(f"Odoo tier:  {describe(odoo, 'did not run (pytest collected nothing or crashed)')}")
     else:
         print(f"Odoo tier:  {odoo_status}")
     results = [r for r in (plain, odoo) if r]

@@ -1,6 +1,8 @@
-from . import test_api
-from . import test_billing_odoo
-from . import test_concurrency
-from . import test_demo_data
-from . import test_foundation
-from . import test_lifecycle
+from . import (
+    test_api,
+    test_billing_odoo,
+    test_concurrency,
+    test_demo_data,
+    test_foundation,
+    test_lifecycle,
+)

@@ -3,7 +3,6 @@
 import json
 import uuid
 
-
 from odoo import fields
 from odoo.tests import HttpCase, TransactionCase
 
@@ -29,12 +28,18 @@ class PosApiFactories:
     @classmethod
     def _create_device(cls, role="waiter", config=None, name=None):
         config = config or cls.config
-        return config.env["pos.api.device"].sudo().create({
-            "name": name or f"Test {role}",
-            "config_id": config.id,
-            "role": role,
-            "user_id": config.env.ref("base.user_admin").id,
-        })
+        return (
+            config.env["pos.api.device"]
+            .sudo()
+            .create(
+                {
+                    "name": name or f"Test {role}",
+                    "config_id": config.id,
+                    "role": role,
+                    "user_id": config.env.ref("base.user_admin").id,
+                }
+            )
+        )
 
     @classmethod
     def _open_session(cls, config=None):
@@ -58,31 +63,39 @@ class PosApiFactories:
         order_lines = []
         for product, qty in lines:
             price_unit = pricelist._get_product_price(product, qty)
-            taxes = fiscal_position.map_tax(product.taxes_id.filtered(
-                lambda tax: tax.company_id == config.company_id
-            ))
+            taxes = fiscal_position.map_tax(
+                product.taxes_id.filtered(lambda tax: tax.company_id == config.company_id)
+            )
             amounts = taxes.compute_all(price_unit, config.currency_id, qty, product=product)
-            order_lines.append(fields.Command.create({
-                "product_id": product.id,
-                "qty": qty,
-                "price_unit": price_unit,
-                "discount": 0.0,
-                "price_subtotal": amounts["total_excluded"],
-                "price_subtotal_incl": amounts["total_included"],
-                "tax_ids": [fields.Command.set(taxes.ids)],
-                "pack_lot_ids": [],
-                "uuid": str(uuid.uuid4()),
-            }))
+            order_lines.append(
+                fields.Command.create(
+                    {
+                        "product_id": product.id,
+                        "qty": qty,
+                        "price_unit": price_unit,
+                        "discount": 0.0,
+                        "price_subtotal": amounts["total_excluded"],
+                        "price_subtotal_incl": amounts["total_included"],
+                        "tax_ids": [fields.Command.set(taxes.ids)],
+                        "pack_lot_ids": [],
+                        "uuid": str(uuid.uuid4()),
+                    }
+                )
+            )
         total = sum(line[2]["price_subtotal_incl"] for line in order_lines)
         untaxed = sum(line[2]["price_subtotal"] for line in order_lines)
         method = payment_method or config.payment_method_ids.filtered("is_cash_count")[:1]
         payments = []
         if paid:
-            payments = [fields.Command.create({
-                "amount": total,
-                "name": fields.Datetime.now(),
-                "payment_method_id": method.id,
-            })]
+            payments = [
+                fields.Command.create(
+                    {
+                        "amount": total,
+                        "name": fields.Datetime.now(),
+                        "payment_method_id": method.id,
+                    }
+                )
+            ]
         order_uuid = order_uuid or str(uuid.uuid4())
         return {
             "uuid": order_uuid,
@@ -148,7 +161,7 @@ class PosApiHttpCommon(PosApiFactories, HttpCase):
     def _token(self, device):
         return device._issue_tokens().access_token
 
-    def _call(self, method, path, body=None, device=None, token=None, raw=None, headers=None):
+    def _call(self, method, path, body=None, *, device=None, token=None, raw=None, headers=None):
         """One API request; returns (status, decoded JSON body)."""
         all_headers = {"Content-Type": "application/json"}
         if device is not None or token is not None:

@@ -30,7 +30,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             self.device_id = device.id
             self.token = device._issue_tokens().access_token
             products = env["product.product"].search(
-                config._get_available_product_domain() + [("type", "!=", "combo")], limit=3
+                [*config._get_available_product_domain(), ("type", "!=", "combo")], limit=3
             )
             self.product_ids = products.ids
         self.addCleanup(self._cleanup)
@@ -69,16 +69,24 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
     def test_api_duplicates_from_separate_connections_create_one_order(self):
         order_uuid = str(uuid.uuid4())
         self.uuids.append(order_uuid)
-        body = json.dumps({
-            "uuid": order_uuid,
-            "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
-        }).encode()
+        body = json.dumps(
+            {
+                "uuid": order_uuid,
+                "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
+            }
+        ).encode()
         url = f"http://127.0.0.1:{odoo_config['http_port']}/pos_api/v1/orders"
 
         def post():
-            request = urllib.request.Request(url, data=body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {self.token}",
-            })
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self.token}",
+                },
+            )
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())
 
@@ -96,7 +104,9 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             session = env["pos.session"].browse(self.session_id)
             products = env["product.product"].browse(self.product_ids)
             payload = self._ui_order_payload(
-                session, [(product, 1) for product in products], paid=False,
+                session,
+                [(product, 1) for product in products],
+                paid=False,
                 order_uuid=order_uuid,
             )
 
@@ -104,8 +114,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             with self.registry.cursor() as cr:
                 env = api.Environment(cr, self.admin_id, {})
                 env["pos.order"].sync_from_ui([dict(payload)])
-                cr.commit()
-                return True
+            return True  # the cursor committed on leaving the block
 
         results = self._in_parallel(push)
         self.assertIn(True, results)

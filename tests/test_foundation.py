@@ -21,8 +21,9 @@ class TestFoundation(PosApiCommon):
     def test_order_pushed_through_sync_from_ui_is_accepted(self):
         session = self._open_session()
         products = self._pos_products(3)
-        payload = self._ui_order_payload(session, [(products[0], 2), (products[1], 1),
-                                                   (products[2], 3)])
+        payload = self._ui_order_payload(
+            session, [(products[0], 2), (products[1], 1), (products[2], 3)]
+        )
         result = self.env["pos.order"].sync_from_ui([payload])
         order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
         self.assertEqual(len(order), 1)
@@ -37,9 +38,13 @@ class TestFoundation(PosApiCommon):
         self.assertEqual(self.env["pos.order"].search_count([("uuid", "=", payload["uuid"])]), 1)
 
     def test_device_tokens_and_revocation(self):
-        device = self.env["pos.api.device"].create({
-            "name": "Test tablet", "config_id": self.config.id, "role": "waiter",
-        })
+        device = self.env["pos.api.device"].create(
+            {
+                "name": "Test tablet",
+                "config_id": self.config.id,
+                "role": "waiter",
+            }
+        )
         pair = device._issue_tokens()
         secret = device._jwt_secret()
         claims = tokens.decode(secret, pair.access_token, tokens.ACCESS)

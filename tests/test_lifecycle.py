@@ -21,8 +21,13 @@ class TestLifecycle(PosApiCommon):
         return self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
 
     def _pay(self, order):
-        order.add_payment({"pos_order_id": order.id, "amount": order.amount_total,
-                           "payment_method_id": self.cash_method.id})
+        order.add_payment(
+            {
+                "pos_order_id": order.id,
+                "amount": order.amount_total,
+                "payment_method_id": self.cash_method.id,
+            }
+        )
 
     def test_pos_ui_orders_enter_the_lifecycle(self):
         products = self._pos_products(2)
@@ -33,8 +38,9 @@ class TestLifecycle(PosApiCommon):
         self.assertEqual(order.api_flow, self.config.api_kitchen_flow)
         history = order.api_state_history_ids
         self.assertEqual(len(history), 1)
-        self.assertEqual((history.from_state, history.to_state, history.source),
-                         ("draft", "paid", "pos_ui"))
+        self.assertEqual(
+            (history.from_state, history.to_state, history.source), ("draft", "paid", "pos_ui")
+        )
         # From there the kitchen bumps it like any other order.
         order._api_transition(lc.PREPARING)
         order._api_transition(lc.READY)
@@ -137,10 +143,15 @@ class TestValidation(PosApiCommon):
         self.assertEqual(order.api_state, "validated")
 
     def test_stock_is_checked_when_the_config_asks(self):
-        product = self.env["product.product"].create({
-            "name": "Truffle", "is_storable": True, "available_in_pos": True, "list_price": 9,
-            "pos_categ_ids": [(6, 0, self.config.iface_available_categ_ids[:1].ids)],
-        })
+        product = self.env["product.product"].create(
+            {
+                "name": "Truffle",
+                "is_storable": True,
+                "available_in_pos": True,
+                "list_price": 9,
+                "pos_categ_ids": [(6, 0, self.config.iface_available_categ_ids[:1].ids)],
+            }
+        )
         order = self._draft([(product, 2)])
         self.config.api_check_stock = True
         self.assertEqual(self._problems(order), {"insufficient_stock"})

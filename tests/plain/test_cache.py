@@ -11,6 +11,7 @@ def test_entries_are_rebuilt_when_the_version_changes():
         def _build():
             builds.append(value)
             return value
+
         return _build
 
     assert cache.get("menu", 1, build("a")) == "a"

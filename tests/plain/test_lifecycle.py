@@ -89,7 +89,7 @@ def test_path_to_follows_the_happy_path():
     assert [t.target for t in path] == ["preparing", "ready", "served"]
     for flow, states in ((lc.PAY_FIRST, PAY_FIRST_PATH), (lc.DINE_IN, DINE_IN_PATH)):
         for i, start in enumerate(states):
-            for end in states[i + 1:]:
+            for end in states[i + 1 :]:
                 chain = lc.path_to(flow, start, end)
                 assert chain[0].current == start and chain[-1].target == end
                 for step in chain:
