@@ -5,7 +5,7 @@ import os
 import time
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 from odoo.tools import config
 
 from ..pos_core import settings as settings_engine
@@ -25,6 +25,15 @@ def api_settings():
     """The ``[point_of_sale_api]`` odoo.conf section with POS_API_* overrides."""
     return settings_engine.load_settings(config.misc.get("point_of_sale_api", {}), os.environ)
 
+
+# The Odoo group the user behind a device must have for each role: the API
+# checks the role per route, Odoo's access rules check the user.
+ROLE_GROUPS = {
+    "cashier": "point_of_sale.group_pos_user",
+    "waiter": "point_of_sale_api.group_pos_api_user",
+    "kitchen": "point_of_sale_api.group_pos_api_user",
+    "manager": "point_of_sale.group_pos_manager",
+}
 
 TOUCH_INTERVAL = 60.0
 _LAST_TOUCH = {}
@@ -74,6 +83,19 @@ class PosApiDevice(models.Model):
     token_version = fields.Integer(default=0, readonly=True, copy=False)
     refresh_jti = fields.Char(readonly=True, copy=False)
     last_seen = fields.Datetime(compute="_compute_last_seen")
+
+    @api.constrains("role", "user_id")
+    def _check_role_group(self):
+        for device in self:
+            group = ROLE_GROUPS[device.role]
+            if not device.user_id.has_group(group):
+                raise ValidationError(
+                    self.env._(
+                        "A %(role)s device must act as a user of the group %(group)s.",
+                        role=device.role,
+                        group=self.env.ref(group).full_name,
+                    )
+                )
 
     @api.model
     def _jwt_secret(self):

@@ -1,3 +1,4 @@
+from odoo.exceptions import ValidationError
 from odoo.tests import HttpCase, tagged
 
 from ..pos_core import tokens
@@ -54,6 +55,34 @@ class TestFoundation(PosApiCommon):
         device.action_revoke_tokens()
         self.assertEqual(device.token_version, claims.version + 1)
         self.assertFalse(device.refresh_jti)
+
+    def test_device_role_needs_the_mapped_odoo_group(self):
+        waiter_user = self.env["res.users"].create(
+            {
+                "name": "Waiter Wendy",
+                "login": "wendy",
+                "groups_id": [(6, 0, [self.env.ref("point_of_sale_api.group_pos_api_user").id])],
+            }
+        )
+        device = self.env["pos.api.device"].create(
+            {
+                "name": "Wendy's phone",
+                "config_id": self.config.id,
+                "role": "waiter",
+                "user_id": waiter_user.id,
+            }
+        )
+        with self.assertRaises(ValidationError):
+            device.role = "manager"
+        with self.assertRaises(ValidationError):
+            self.env["pos.api.device"].create(
+                {
+                    "name": "Till",
+                    "config_id": self.config.id,
+                    "role": "cashier",
+                    "user_id": self.env.ref("base.public_user").id,
+                }
+            )
 
 
 @tagged("post_install", "-at_install")

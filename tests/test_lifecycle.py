@@ -1,6 +1,7 @@
 from odoo.tests import tagged
 
 from ..pos_core import lifecycle as lc
+from ..pos_core import schemas as s
 from ..pos_core.exceptions import Conflict, InvalidInput
 from .common import PosApiCommon
 
@@ -159,3 +160,59 @@ class TestValidation(PosApiCommon):
         self.env["stock.quant"]._update_available_quantity(product, location, 5)
         order._api_transition(lc.VALIDATED)
         self.assertEqual(order.api_state, "validated")
+
+
+@tagged("post_install", "-at_install")
+class TestOdooFlowStillWorks(PosApiCommon):
+    def test_pos_ui_and_api_orders_paid_and_session_closed(self):
+        session = self._open_session()
+        products = self._pos_products(3)
+        payload = self._ui_order_payload(session, [(products[0], 1), (products[1], 2)])
+        self.env["pos.order"].sync_from_ui([payload])
+        ui_order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+        self.assertEqual(ui_order.state, "paid")
+        self.assertTrue(ui_order.picking_ids, "stock is updated in real time for UI orders")
+
+        device = self._create_device("cashier")
+        body = s.OrderCreate.model_validate(self._order_body([(products[2], 1)]))
+        draft = self.env["pos.order"]._api_create(body, device)
+        paid_body = s.OrderCreate.model_validate(
+            self._order_body(
+                [(products[2], 1)],
+                state="paid",
+                pay=[(self.cash_method, f"{draft.amount_total:.2f}")],
+            )
+        )
+        draft.action_pos_order_cancel()
+        api_order = self.env["pos.order"]._api_create(paid_body, device)
+        self.assertEqual((api_order.state, api_order.api_state), ("paid", "paid"))
+        self.assertTrue(api_order.api_followup_pending)
+        self.assertFalse(api_order.picking_ids)
+
+        # Drafts a device left open elsewhere would block the closing.
+        session.order_ids.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
+        result = session.action_pos_session_closing_control()
+        self.assertNotIsInstance(result, dict, result)
+        self.assertEqual(session.state, "closed")
+        self.assertEqual(session.move_id.state, "posted")
+        self.assertFalse(api_order.api_followup_pending, "closing runs the pending follow-up")
+        self.assertTrue(api_order.picking_ids)
+        self.assertEqual(api_order.picking_ids.move_ids.product_id, products[2])
+        self.assertEqual({ui_order.state, api_order.state}, {"done"})
+        # Odoo moving orders to done at closing keeps the lifecycle where it was.
+        self.assertEqual(api_order.api_state, "paid")
+
+    def test_done_order_is_invoiced_in_both_states(self):
+        session = self._open_session()
+        partner = self.env["res.partner"].create({"name": "Invoice Guest"})
+        products = self._pos_products(1)
+        payload = self._ui_order_payload(session, [(products, 1)])
+        payload["partner_id"] = partner.id
+        self.env["pos.order"].sync_from_ui([payload])
+        order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+        order._api_transition(lc.PREPARING)
+        order._api_transition(lc.READY)
+        order._api_transition(lc.DONE)
+        order._api_transition(lc.INVOICED)
+        self.assertEqual((order.api_state, order.state), ("invoiced", "invoiced"))
+        self.assertTrue(order.account_move)
