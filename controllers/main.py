@@ -204,17 +204,86 @@ class PosApiController(http.Controller):
 
     @endpoint("order_batch")
     def order_batch(self, device, body):
-        results = []
-        for payload in body.orders:
+        """Replays and bad orders get their own results; the rest are created
+        in one ORM call. Should that bulk create fail, each order is retried
+        alone so that one bad order cannot sink the others."""
+        orders = request.env["pos.order"]
+        results = [None] * len(body.orders)
+        existing = {
+            order.uuid: order
+            for order in orders.sudo().search(
+                [("uuid", "in", [str(payload.uuid) for payload in body.orders])]
+            )
+        }
+        menu = device.config_id._api_menu()
+        session_id = None
+        todo, first_index = [], {}
+        for index, payload in enumerate(body.orders):
+            key = str(payload.uuid)
+            try:
+                if key in existing:
+                    results[index] = self._replay_order(
+                        existing[key], device, payload, _request_hash(payload)
+                    )
+                elif key in first_index:
+                    continue  # answered below with the first occurrence's result
+                else:
+                    first_index[key] = index
+                    session_id = session_id or orders._api_open_session_id(device)
+                    todo.append(
+                        (index, payload, orders._api_prepare(payload, device, menu, session_id))
+                    )
+            except Exception as exc:  # noqa: BLE001 - each order gets its own result
+                results[index] = self._error_payload(exc)
+        if todo:
             try:
                 with request.env.cr.savepoint():
-                    status, response = self._create_one(device, payload)
-                results.append({"uuid": str(payload.uuid), "status": status, **response})
-            except Exception as exc:  # noqa: BLE001 - each order gets its own result
+                    created = orders._api_create_prepared([item[2] for item in todo], device)
+                    for (index, payload, _prepared), order in zip(todo, created):
+                        results[index] = (201, self._store_response(order, payload))
+            except Exception:  # noqa: BLE001 - fall back to one savepoint per order
                 request.env.invalidate_all(flush=False)
-                status, error = self._error_payload(exc)
-                results.append({"uuid": str(payload.uuid), "status": status, **error})
-        return 200, _dump(s.BatchOut, {"results": results})
+                for index, payload, _prepared in todo:
+                    try:
+                        with request.env.cr.savepoint():
+                            results[index] = self._create_one(device, payload)
+                    except Exception as exc:  # noqa: BLE001
+                        request.env.invalidate_all(flush=False)
+                        results[index] = self._error_payload(exc)
+        for index, payload in enumerate(body.orders):
+            if results[index] is None:  # a uuid repeated inside the batch
+                first = results[first_index[str(payload.uuid)]]
+                same = _request_hash(payload) == _request_hash(
+                    body.orders[first_index[str(payload.uuid)]]
+                )
+                results[index] = (
+                    first
+                    if same
+                    else self._error_payload(
+                        Conflict(
+                            "This uuid was used for a different order.",
+                            code="idempotency_mismatch",
+                            details={"uuid": str(payload.uuid)},
+                        )
+                    )
+                )
+        return 200, _dump(
+            s.BatchOut,
+            {
+                "results": [
+                    {"uuid": str(payload.uuid), "status": status, **response}
+                    for payload, (status, response) in zip(body.orders, results)
+                ]
+            },
+        )
+
+    def _store_response(self, order, payload):
+        """The first response of a creation, kept for replays."""
+        response = self._order_payload(order)
+        order.sudo().write(
+            {"api_request_hash": _request_hash(payload), "api_response": json.dumps(response)}
+        )
+        return response
 
     def _create_one(self, device, payload):
         """Create, or replay the first response for this uuid."""
@@ -226,10 +295,7 @@ class PosApiController(http.Controller):
         try:
             with request.env.cr.savepoint():
                 order = orders._api_create(payload, device)
-                response = self._order_payload(order)
-                order.sudo().write(
-                    {"api_request_hash": digest, "api_response": json.dumps(response)}
-                )
+                response = self._store_response(order, payload)
         except IntegrityError:
             # A concurrent request with the same uuid committed first: read
             # what it stored from a fresh transaction.
@@ -243,11 +309,12 @@ class PosApiController(http.Controller):
             raise
         return 201, response
 
-    @staticmethod
-    def _replay(env, device, payload, digest):
+    def _replay(self, env, device, payload, digest):
         order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))], limit=1)
-        if not order:
-            return None
+        return self._replay_order(order, device, payload, digest) if order else None
+
+    @staticmethod
+    def _replay_order(order, device, payload, digest):
         if order.company_id.id != device.company_id.id or not order.api_response:
             raise Conflict("An order with this uuid exists already.", code="uuid_conflict")
         if order.api_request_hash != digest:

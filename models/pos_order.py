@@ -133,53 +133,59 @@ class PosOrder(models.Model):
         return self._api_transition_path([transition], reason, device, source)
 
     def _api_transition_path(self, transitions, reason=None, device=None, source="api"):
-        """Apply a chain of checked transitions with one write and one history
-        insert. Odoo's side effects run first (validation, payment, cancel,
-        invoice), so an error leaves nothing written once the caller rolls
-        back."""
-        self.ensure_one()
-        if not transitions or transitions[0].current != self.api_state:
+        """Apply a chain of checked transitions to orders that are all in its
+        first state, with one write and one history insert. Odoo's side
+        effects run first (validation, payment, cancel, invoice), so an error
+        leaves nothing written once the caller rolls back."""
+        if not transitions or any(order.api_state != transitions[0].current for order in self):
             raise lc.IllegalTransition(
-                self.api_flow,
-                self.api_state,
-                transitions[-1].target if transitions else self.api_state,
+                self[:1].api_flow,
+                self[:1].api_state,
+                transitions[-1].target if transitions else self[:1].api_state,
             )
-        order = self.with_context(pos_api_transition=True)
+        orders = self.with_context(pos_api_transition=True)
         now = fields.Datetime.now()
         vals = {}
         for transition in transitions:
             target = transition.target
-            if target == lc.VALIDATED and not self.env.context.get("pos_api_prevalidated"):
-                order._api_check_validation(device)
-            if transition.needs_payment and self.state == "draft":
-                order._api_mark_paid()
-            if target == lc.CANCEL:
-                if transition.needs_refund:
-                    raise Conflict(
-                        "A paid order is cancelled by refunding it through the payments flow.",
-                        code="refund_required",
-                        details={"order_id": self.id, "state": self.api_state},
-                    )
-                order.action_pos_order_cancel()
-            if target == lc.INVOICED and self.state != "invoiced":
-                if not self.partner_id:
-                    raise InvalidInput(
-                        "An order needs a customer to be invoiced.", code="customer_required"
-                    )
-                order.action_pos_order_invoice()
+            for order in orders:
+                order._api_side_effects(transition, device)
             vals["api_state"] = target
             if transition.timestamp_field:
                 vals[transition.timestamp_field] = now
-        order.write(vals)
+        orders.write(vals)
         self.env["pos.order.state.history"].sudo().create(
             [
-                self._api_history_vals(
+                order._api_history_vals(
                     transition.current, transition.target, source, reason, device
                 )
+                for order in self
                 for transition in transitions
             ]
         )
         return True
+
+    def _api_side_effects(self, transition, device):
+        """What Odoo must do before the lifecycle enters ``transition.target``."""
+        target = transition.target
+        if target == lc.VALIDATED and not self.env.context.get("pos_api_prevalidated"):
+            self._api_check_validation(device)
+        if transition.needs_payment and self.state == "draft":
+            self._api_mark_paid()
+        if target == lc.CANCEL:
+            if transition.needs_refund:
+                raise Conflict(
+                    "A paid order is cancelled by refunding it through the payments flow.",
+                    code="refund_required",
+                    details={"order_id": self.id, "state": self.api_state},
+                )
+            self.action_pos_order_cancel()
+        if target == lc.INVOICED and self.state != "invoiced":
+            if not self.partner_id:
+                raise InvalidInput(
+                    "An order needs a customer to be invoiced.", code="customer_required"
+                )
+            self.action_pos_order_invoice()
 
     def _api_mark_paid(self):
         """Odoo's own payment completion, then the stock follow-up that

@@ -323,14 +323,21 @@ class PosOrder(models.Model):
 
     @api.model
     def _api_create(self, payload, device):
-        """Create an order from an ``OrderCreate``; the caller handles replays.
-
-        Everything is checked against the menu before anything is written;
-        the lines are built from sellable products at pricelist prices, so the
-        order passes validation by construction.
-        """
+        """Create an order from an ``OrderCreate``; the caller handles replays."""
         menu = device.config_id._api_menu()
         session_id = self._api_open_session_id(device)
+        return self._api_create_prepared(
+            [self._api_prepare(payload, device, menu, session_id)], device
+        )
+
+    @api.model
+    def _api_prepare(self, payload, device, menu, session_id):
+        """Check an ``OrderCreate`` against the menu and return (vals, state).
+
+        Everything is checked before anything is written; the lines are built
+        from sellable products at pricelist prices, so the order passes
+        validation by construction.
+        """
         if payload.table_id:
             table = self.env["restaurant.table"].browse(payload.table_id).exists()
             if not table or table.floor_id.id not in menu["floor_ids"]:
@@ -366,45 +373,54 @@ class PosOrder(models.Model):
         if payload.payments and payload.state != lc.PAID:
             raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
         now = fields.Datetime.now()
-        order = self.create(
-            {
-                "uuid": str(payload.uuid),
-                "session_id": session_id,
-                "user_id": device.user_id.id,
-                "pricelist_id": menu["pricelist_id"],
-                "fiscal_position_id": menu["fiscal_position_id"],
-                "table_id": payload.table_id or False,
-                "customer_count": payload.customer_count or 0,
-                "partner_id": payload.partner_id or False,
-                "general_note": payload.note or False,
-                "lines": line_vals,
-                "payment_ids": [
-                    Command.create(
-                        {
-                            "payment_method_id": payment.payment_method_id,
-                            "amount": float(payment.amount),
-                            "payment_date": now,
-                            "session_id": session_id,
-                        }
-                    )
-                    for payment in payload.payments
-                ],
-                "amount_tax": float(bill.tax),
-                "amount_total": float(bill.total),
-                "amount_paid": float(sum(payment.amount for payment in payload.payments)),
-                "amount_return": 0.0,
-                "api_device_id": device.id,
-                # An order that arrives paid is a pay-first order, whatever the
-                # restaurant's usual flow.
-                "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
-            }
-        )
-        if payload.state != lc.DRAFT:
-            path = lc.path_to(order.api_flow, lc.DRAFT, payload.state)
-            order.with_context(
+        vals = {
+            "uuid": str(payload.uuid),
+            "session_id": session_id,
+            "user_id": device.user_id.id,
+            "pricelist_id": menu["pricelist_id"],
+            "fiscal_position_id": menu["fiscal_position_id"],
+            "table_id": payload.table_id or False,
+            "customer_count": payload.customer_count or 0,
+            "partner_id": payload.partner_id or False,
+            "general_note": payload.note or False,
+            "lines": line_vals,
+            "payment_ids": [
+                Command.create(
+                    {
+                        "payment_method_id": payment.payment_method_id,
+                        "amount": float(payment.amount),
+                        "payment_date": now,
+                        "session_id": session_id,
+                    }
+                )
+                for payment in payload.payments
+            ],
+            "amount_tax": float(bill.tax),
+            "amount_total": float(bill.total),
+            "amount_paid": float(sum(payment.amount for payment in payload.payments)),
+            "amount_return": 0.0,
+            "api_device_id": device.id,
+            # An order that arrives paid is a pay-first order, whatever the
+            # restaurant's usual flow.
+            "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
+        }
+        return vals, payload.state
+
+    @api.model
+    def _api_create_prepared(self, prepared, device):
+        """Create prepared orders in one ORM call, then move each group of
+        orders that share a target state along its path in one go."""
+        orders = self.create([vals for vals, _state in prepared])
+        by_path = {}
+        for order, (_vals, state) in zip(orders, prepared):
+            if state != lc.DRAFT:
+                by_path.setdefault((order.api_flow, state), self.browse())
+                by_path[order.api_flow, state] |= order
+        for (flow, state), group in by_path.items():
+            group.with_context(
                 pos_api_defer_followup=True, pos_api_prevalidated=True
-            )._api_transition_path(path, device=device)
-        return order
+            )._api_transition_path(lc.path_to(flow, lc.DRAFT, state), device=device)
+        return orders
 
     # ------------------------------------------------------------------
     # Lines of a draft order

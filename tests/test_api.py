@@ -358,6 +358,16 @@ class TestOrderApi(PosApiHttpCommon):
         self.assertEqual(
             self.env["pos.order"].search_count([("uuid", "in", [body["uuid"] for body in good])]), 2
         )
+        repeated = self._order_body([(self.p2, 1)])
+        changed = {**repeated, "lines": [{"product_id": self.p3.id, "qty": "1"}]}
+        status, inner = self._call(
+            "POST", "/orders/batch", {"orders": [repeated, repeated, changed]}, device=self.waiter
+        )
+        self.assertEqual([row["status"] for row in inner["results"]], [201, 201, 409])
+        self.assertEqual(inner["results"][0]["order"], inner["results"][1]["order"])
+        self.assertEqual(
+            self.env["pos.order"].search_count([("uuid", "=", repeated["uuid"])]), 1
+        )
         status, again = self._call("POST", "/orders/batch", {"orders": good}, device=self.waiter)
         self.assertEqual([row["status"] for row in again["results"]], [201, 201])
         self.assertEqual(again["results"][0]["order"], result["results"][0]["order"])
