@@ -229,7 +229,7 @@ class PosApiController(http.Controller):
                     continue  # answered below with the first occurrence's result
                 else:
                     first_index[key] = index
-                    session_id = session_id or orders._api_open_session_id(device)
+                    session_id = session_id or orders._api_open_session_id(device, menu)
                     todo.append(
                         (index, payload, orders._api_prepare(payload, device, menu, session_id))
                     )
@@ -286,20 +286,24 @@ class PosApiController(http.Controller):
         return response
 
     def _create_one(self, device, payload):
-        """Create, or replay the first response for this uuid."""
-        orders = request.env["pos.order"]
+        """Create, or replay the first response for this uuid.
+
+        The unique constraint on the uuid is the check: a first creation
+        costs no look-up, a retry fails the insert and is answered from what
+        the first request stored.
+        """
         digest = _request_hash(payload)
-        replay = self._replay(request.env, device, payload, digest)
-        if replay:
-            return replay
         try:
             with request.env.cr.savepoint():
-                order = orders._api_create(payload, device)
-                response = self._store_response(order, payload)
+                order = request.env["pos.order"]._api_create(payload, device)
+                return 201, self._store_response(order, payload)
         except IntegrityError:
-            # A concurrent request with the same uuid committed first: read
-            # what it stored from a fresh transaction.
             request.env.invalidate_all(flush=False)
+            replay = self._replay(request.env, device, payload, digest)
+            if replay:
+                return replay
+            # Not visible yet: a concurrent request committed it after this
+            # transaction began; read it from a fresh one.
             with request.env.registry.cursor() as cr:
                 replay = self._replay(
                     api.Environment(cr, SUPERUSER_ID, {}), device, payload, digest
@@ -307,7 +311,6 @@ class PosApiController(http.Controller):
             if replay:
                 return replay
             raise
-        return 201, response
 
     def _replay(self, env, device, payload, digest):
         order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))], limit=1)

@@ -25,7 +25,9 @@ _MENU_VERSION_SQL = """
            (SELECT max(write_date) FROM pos_payment_method),
            (SELECT max(write_date) FROM res_currency),
            (SELECT max(write_date) FROM res_company),
-           (SELECT write_date FROM pos_config WHERE id = %s)
+           (SELECT write_date FROM pos_config WHERE id = %(config_id)s),
+           (SELECT id FROM pos_session WHERE config_id = %(config_id)s AND state = 'opened'
+             ORDER BY id DESC LIMIT 1)
 """
 
 
@@ -41,12 +43,14 @@ class PosConfig(models.Model):
         taxed with: sellable products, their taxes after the default fiscal
         position (as engine taxes), attribute extras, payment methods,
         currency and rounding. Cached per worker, rebuilt when any of it
-        changes anywhere."""
+        changes anywhere. The same query gives the open session's id, which
+        is not cached (``open_session_id``)."""
         self.ensure_one()
-        self.env.cr.execute(_MENU_VERSION_SQL, [self.id])
-        version = self.env.cr.fetchone()
+        self.env.cr.execute(_MENU_VERSION_SQL, {"config_id": self.id})
+        *version, session_id = self.env.cr.fetchone()
         key = (self.env.cr.dbname, self.id)
-        return _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
+        menu = _MENU_CACHE.get(key, tuple(version), self.sudo()._api_build_menu)
+        return dict(menu, open_session_id=session_id)
 
     def _api_build_menu(self):
         products = self.env["product.product"].search(

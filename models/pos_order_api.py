@@ -306,26 +306,20 @@ class PosOrder(models.Model):
         return result
 
     @api.model
-    def _api_open_session_id(self, device):
-        self.env.cr.execute(
-            "SELECT id FROM pos_session WHERE config_id = %s AND state = 'opened'"
-            " ORDER BY id DESC LIMIT 1",
-            [device.config_id.id],
-        )
-        row = self.env.cr.fetchone()
-        if not row:
+    def _api_open_session_id(self, device, menu):
+        if not menu["open_session_id"]:
             raise Conflict(
                 f"{device.config_id.name} has no open session.",
                 code="no_open_session",
                 details={"config_id": device.config_id.id},
             )
-        return row[0]
+        return menu["open_session_id"]
 
     @api.model
     def _api_create(self, payload, device):
         """Create an order from an ``OrderCreate``; the caller handles replays."""
         menu = device.config_id._api_menu()
-        session_id = self._api_open_session_id(device)
+        session_id = self._api_open_session_id(device, menu)
         return self._api_create_prepared(
             [self._api_prepare(payload, device, menu, session_id)], device
         )
