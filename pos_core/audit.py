@@ -84,25 +84,27 @@ HASH = "hash"  # the content does not hash to the stored hash
 ANCHOR = "anchor"  # an earlier check saw another hash at this sequence
 TRUNCATED = "truncated"  # the chain ends before a sequence an earlier check saw
 
-_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
-
 
 def canonical_amount(value: Decimal | int | str) -> str:
     """An exact decimal as a string with at least ``AMOUNT_PLACES`` decimals."""
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise TypeError(f"amounts must be Decimal, int or str, not {type(value).__name__}")
     amount = Decimal(value)
     if not amount.is_finite():
         raise ValueError(f"amount {value!r} is not a finite number")
     if amount.is_zero():
         amount = Decimal(0)  # -0 and 0E-8 are zero
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -AMOUNT_PLACES:
-        amount = amount.quantize(_QUANTUM)  # only appends zeros: exact
-    else:
-        amount = amount.normalize()
-        if amount.as_tuple().exponent > -AMOUNT_PLACES:  # type: ignore[operator]
-            amount = amount.quantize(_QUANTUM)
+    # Work on the digits, not with arithmetic: a Decimal context would round
+    # a value longer than its precision, and nothing may be rounded here.
+    sign, digits, exponent = amount.as_tuple()
+    digits = list(digits)
+    while exponent < -AMOUNT_PLACES and len(digits) > 1 and digits[-1] == 0:
+        digits.pop()
+        exponent += 1
+    if exponent > -AMOUNT_PLACES:
+        digits += [0] * (exponent + AMOUNT_PLACES)
+        exponent = -AMOUNT_PLACES
+    amount = Decimal((sign, tuple(digits), exponent))
     return format(amount, "f")
 
 
@@ -114,11 +116,11 @@ def canonical_datetime(value: datetime) -> str:
 
 
 def _canonical_value(name: str, value):
-    if value is None or isinstance(value, (bool, str)):
-        return value
+    if value is None:
+        return None
     if name == "amount":
         return canonical_amount(value)
-    if isinstance(value, int):
+    if isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, datetime):
         return canonical_datetime(value)
