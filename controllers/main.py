@@ -80,7 +80,16 @@ class PosApiController(http.Controller):
             request.update_env(user=SUPERUSER_ID)
             device = self._authenticate(route) if route.roles is not None else None
             body = self._parse(route) if route.request else None
-            status, payload = func(self, device=device, body=body, **kwargs)
+            if route.idempotent:
+                status, payload = self._idempotent(
+                    route,
+                    device,
+                    body,
+                    kwargs,
+                    lambda: func(self, device=device, body=body, **kwargs),
+                )
+            else:
+                status, payload = func(self, device=device, body=body, **kwargs)
             return request.make_json_response(payload, status=status)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise  # Odoo retries the whole request on a serialization conflict
@@ -137,6 +146,60 @@ class PosApiController(http.Controller):
         except (ValueError, UnicodeDecodeError) as exc:
             raise PosApiError("The body is not valid JSON.", code="malformed_json") from exc
         return route.request.model_validate(data)
+
+    def _idempotent(self, route, device, body, path_params, call):
+        """Stripe's semantics for an ``Idempotency-Key``: the key row is
+        inserted first, so a concurrent call with the same key waits on the
+        unique index and then replays; a replay returns the saved response;
+        the same key with other parameters is 409."""
+        key = request.httprequest.headers.get("Idempotency-Key", "").strip()
+        if not key or len(key) > 255:
+            raise PosApiError(
+                "An Idempotency-Key header (1-255 characters) is required.",
+                code="idempotency_key_required",
+            )
+        scope = f"{route.name}:{json.dumps(path_params, sort_keys=True)}"
+        canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(f"{scope}\n{canonical}".encode()).hexdigest()
+        keys = request.env["pos.api.idempotency"].sudo()
+        try:
+            with request.env.cr.savepoint():
+                record = keys.create(
+                    {
+                        "company_id": device.company_id.id,
+                        "key": key,
+                        "scope": scope,
+                        "request_hash": digest,
+                        "device_ref": device.id,
+                    }
+                )
+        except IntegrityError:
+            request.env.invalidate_all(flush=False)
+            return self._replay_key(device, key, digest)
+        status, payload = call()
+        record.write({"status": status, "response": json.dumps(payload)})
+        return status, payload
+
+    def _replay_key(self, device, key, digest):
+        domain = [("company_id", "=", device.company_id.id), ("key", "=", key)]
+        stored = request.env["pos.api.idempotency"].sudo().search(domain, limit=1)
+        if not stored:  # committed by a concurrent call after this transaction began
+            with request.env.registry.cursor() as cr:
+                stored = api.Environment(cr, SUPERUSER_ID, {})["pos.api.idempotency"].search(
+                    domain, limit=1
+                )
+                stored = stored and (stored.request_hash, stored.status, stored.response)
+        else:
+            stored = (stored.request_hash, stored.status, stored.response)
+        if not stored:
+            raise Conflict("A call with this key is still in progress.", code="idempotency_busy")
+        request_hash, status, response = stored
+        if request_hash != digest:
+            raise Conflict(
+                "This Idempotency-Key was used with other parameters.",
+                code="idempotency_mismatch",
+            )
+        return status, json.loads(response)
 
     @staticmethod
     def _error_payload(exc):
@@ -360,6 +423,33 @@ class PosApiController(http.Controller):
         order = self._order(device, order_id)
         order._api_remove_line(line_uuid)
         return 200, self._order_payload(order)
+
+    @endpoint("order_payments")
+    def order_payments(self, device, body, order_id):
+        order = self._order(device, order_id)
+        order.with_context(
+            pos_api_device_id=device.id,
+            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
+        )._api_pay(body.payments, body.tip, device)
+        return 200, self._order_payload(order)
+
+    @endpoint("order_tip")
+    def order_tip(self, device, body, order_id):
+        order = self._order(device, order_id)
+        order.with_context(
+            pos_api_device_id=device.id,
+            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
+        )._api_tip(body.amount, body.payment_method_id, device)
+        return 200, self._order_payload(order)
+
+    @endpoint("order_refund")
+    def order_refund(self, device, body, order_id):
+        order = self._order(device, order_id)
+        refund = order.with_context(
+            pos_api_device_id=device.id,
+            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
+        )._api_refund(body.lines, body.payment_method_id, body.reason, device)
+        return 200, _dump(s.RefundOut, order._api_refund_response(order, refund))
 
     @endpoint("order_bill")
     def order_bill(self, device, body, order_id):

@@ -49,6 +49,12 @@ class PosOrder(models.Model):
     kitchen_started_at = fields.Datetime(readonly=True, copy=False)
     kitchen_ready_at = fields.Datetime(readonly=True, copy=False)
     served_at = fields.Datetime(readonly=True, copy=False)
+    api_refunded = fields.Boolean(
+        string="Cancelled by Refund",
+        readonly=True,
+        copy=False,
+        help="Cancelled after payment: Odoo keeps it paid and holds the refund as another order.",
+    )
     api_state_history_ids = fields.One2many(
         "pos.order.state.history", "order_id", string="Lifecycle History", readonly=True
     )
@@ -98,7 +104,9 @@ class PosOrder(models.Model):
         source = self.env.context.get("pos_api_source", "backend")
         history = []
         for order in self:
-            if order.state in lc.odoo_states_for(order.api_flow, order.api_state):
+            if order.state in lc.odoo_states_for(
+                order.api_flow, order.api_state, refunded=order.api_refunded
+            ):
                 continue
             target = lc.state_from_odoo(order.api_flow, order.state)
             if target == order.api_state:
@@ -256,7 +264,7 @@ class PosOrder(models.Model):
                         "message": "Quantities must be positive.",
                     }
                 )
-            if line.product_id not in sellable:
+            if line.product_id not in sellable and line.product_id != config.tip_product_id:
                 problems.append(
                     {
                         **ref,

@@ -103,6 +103,8 @@ class PosOrder(models.Model):
             else None,
             tip=request.get("tip") or Decimal(0),
             cash_rounding=menu["cash_rounding"],
+            # Refund orders have negative lines; API input is positive by schema.
+            allow_negative=True,
         )
         try:
             return billing.compute_bill(order)
@@ -527,6 +529,8 @@ class PosOrder(models.Model):
                     "id": pay.id,
                     "payment_method_id": pay.payment_method_id.id,
                     "amount": _dec(pay.amount, digits),
+                    "is_change": pay.is_change,
+                    "terminal_ref": pay.transaction_id or None,
                 }
                 for pay in self.payment_ids
             ],

@@ -33,6 +33,7 @@ class Route:
     request: type[BaseModel] | None = None
     roles: frozenset[str] | None = ALL_ROLES  # None: no device token needed
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    idempotent: bool = False  # needs an Idempotency-Key header (Stripe's semantics)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -136,6 +137,39 @@ ROUTES: tuple[Route, ...] = (
         tags=("orders",),
     ),
     Route(
+        "order_payments",
+        "POST",
+        "/orders/{order_id}/payments",
+        "Pay (multi-tender, cash change, card reference); Idempotency-Key required",
+        s.OrderEnvelope,
+        request=s.PaymentsIn,
+        roles=PAYERS,
+        idempotent=True,
+        tags=("payments",),
+    ),
+    Route(
+        "order_tip",
+        "POST",
+        "/orders/{order_id}/tip",
+        "Add a tip, before or after payment; Idempotency-Key required",
+        s.OrderEnvelope,
+        request=s.TipIn,
+        roles=PAYERS,
+        idempotent=True,
+        tags=("payments",),
+    ),
+    Route(
+        "order_refund",
+        "POST",
+        "/orders/{order_id}/refund",
+        "Refund a paid order, fully or some lines; Idempotency-Key required",
+        s.RefundOut,
+        request=s.RefundIn,
+        roles=frozenset({"cashier", "manager"}),
+        idempotent=True,
+        tags=("payments",),
+    ),
+    Route(
         "order_bill",
         "POST",
         "/orders/{order_id}/bill",
@@ -220,6 +254,17 @@ def openapi(server_url: str = "") -> dict:
             }
             for name, kind, desc in route.query
         ]
+        if route.idempotent:
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": True,
+                    "description": "A replay returns the saved response; the same key with "
+                    "other parameters is 409; concurrent calls have one effect.",
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            )
         if parameters:
             operation["parameters"] = parameters
         if route.request:

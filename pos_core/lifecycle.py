@@ -150,10 +150,15 @@ def is_paid(flow: str, state: str) -> bool:
     return flow == PAY_FIRST and state in (PREPARING, READY)
 
 
-def odoo_states_for(flow: str, state: str) -> frozenset[str]:
-    """Odoo ``pos.order.state`` values consistent with a lifecycle state."""
+def odoo_states_for(flow: str, state: str, refunded: bool = False) -> frozenset[str]:
+    """Odoo ``pos.order.state`` values consistent with a lifecycle state.
+
+    A paid order cancelled by refunding it stays paid in Odoo (the refund is
+    a second, negative order), so ``refunded`` cancel accepts Odoo's paid
+    states.
+    """
     if state == CANCEL:
-        return frozenset({"cancel"})
+        return _ODOO_STATES_AFTER_PAYMENT | {"invoiced"} if refunded else frozenset({"cancel"})
     if state == INVOICED:
         return frozenset({"invoiced"})
     if is_paid(flow, state):

@@ -67,6 +67,45 @@ class PaymentIn(Input):
     amount: PositiveAmount
 
 
+class TenderIn(Input):
+    payment_method_id: PositiveId
+    amount: PositiveAmount = Field(description="Amount applied to the bill.")
+    tendered: PositiveAmount | None = Field(
+        None, description="Cash handed over (cash methods only); the change is computed."
+    )
+    terminal_ref: Annotated[str, Field(max_length=120)] | None = Field(
+        None, description="Card terminal transaction reference."
+    )
+    currency: Annotated[str, Field(min_length=3, max_length=3)] | None = Field(
+        None, description="ISO code; must be the order's currency when given."
+    )
+
+
+class PaymentsIn(Input):
+    payments: Annotated[list[TenderIn], Field(min_length=1, max_length=20)]
+    tip: Amount = Field(Decimal(0), description="Tip added to the bill before these payments.")
+
+
+class TipIn(Input):
+    amount: PositiveAmount
+    payment_method_id: PositiveId | None = Field(
+        None, description="After payment: the method whose payment takes the tip."
+    )
+
+
+class RefundLineIn(Input):
+    line_uuid: UUID
+    qty: Quantity
+
+
+class RefundIn(Input):
+    payment_method_id: PositiveId
+    lines: Annotated[list[RefundLineIn], Field(max_length=MAX_LINES)] | None = Field(
+        None, description="Lines and quantities to refund; the whole order when absent."
+    )
+    reason: Reason | None = None
+
+
 class OrderCreate(Input):
     uuid: UUID = Field(description="Client id of the order: the idempotency key of its creation.")
     table_id: PositiveId | None = None
@@ -162,6 +201,8 @@ class PaymentOut(Output):
     id: int
     payment_method_id: int
     amount: Decimal
+    is_change: bool = False
+    terminal_ref: str | None = None
 
 
 class HistoryOut(Output):
@@ -198,6 +239,11 @@ class OrderOut(Output):
 
 class OrderEnvelope(Output):
     order: OrderOut
+
+
+class RefundOut(Output):
+    order: OrderOut
+    refund: OrderOut
 
 
 class OrderList(Output):

@@ -5,4 +5,6 @@ from . import (
     test_demo_data,
     test_foundation,
     test_lifecycle,
+    test_payments,
+    test_pos_ui_tour,
 )

@@ -56,7 +56,7 @@ class TestLifecycle(PosApiCommon):
         self.assertFalse(order.api_state_history_ids)
         self.assertFalse(order.kitchen_ready_at)
 
-    def test_cancel_maps_to_odoo_and_paid_orders_need_a_refund(self):
+    def test_cancel_maps_to_odoo_and_paid_orders_are_refunded(self):
         order = self._draft_order()
         order._api_transition(lc.VALIDATED)
         order._api_transition(lc.CANCEL, reason="guest left")
@@ -67,10 +67,16 @@ class TestLifecycle(PosApiCommon):
         self._pay(paid)
         paid._api_transition(lc.PAID)
         self.assertEqual(paid.state, "paid")
-        with self.assertRaises(Conflict) as caught:
-            paid._api_transition(lc.CANCEL)
-        self.assertEqual(caught.exception.code, "refund_required")
-        self.assertEqual(paid.api_state, "paid")
+        paid._api_transition(lc.CANCEL, reason="wrong table")
+        refund = paid.lines.refund_orderline_ids.order_id
+        self.assertEqual(len(refund), 1)
+        self.assertEqual((refund.state, refund.api_state), ("paid", "paid"))
+        self.assertAlmostEqual(refund.amount_total, -paid.amount_total, places=2)
+        self.assertAlmostEqual(sum(refund.payment_ids.mapped("amount")), -paid.amount_paid, 2)
+        # Odoo keeps the original paid; the lifecycle says cancelled by refund.
+        self.assertEqual((paid.api_state, paid.state, paid.api_refunded), ("cancel", "paid", True))
+        paid.write({"state": "done"})  # as session closing does
+        self.assertEqual(paid.api_state, "cancel")
 
     def test_dine_in_cooks_before_payment(self):
         self.config.api_kitchen_flow = lc.DINE_IN

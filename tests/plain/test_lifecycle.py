@@ -69,6 +69,7 @@ def test_odoo_state_consistency():
     assert lc.odoo_states_for(lc.PAY_FIRST, "ready") == {"paid", "done"}
     assert lc.odoo_states_for(lc.DINE_IN, "ready") == {"draft"}
     assert lc.odoo_states_for(lc.DINE_IN, "cancel") == {"cancel"}
+    assert lc.odoo_states_for(lc.PAY_FIRST, "cancel", refunded=True) == {"paid", "done", "invoiced"}
     assert lc.odoo_states_for(lc.DINE_IN, "invoiced") == {"invoiced"}
     for odoo_state in ("draft", "paid", "done", "invoiced", "cancel"):
         for flow in lc.FLOWS:

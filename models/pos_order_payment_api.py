@@ -1,0 +1,305 @@
+"""Payments, tips and refunds through the device API, on real ``pos.payment``
+records so that Odoo's session closing, accounting and reports see them."""
+
+from odoo import api, fields, models
+from odoo.fields import Command
+from odoo.tools import float_compare, float_is_zero
+
+from ..pos_core import lifecycle as lc
+from ..pos_core.exceptions import Conflict, InvalidInput
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    # ------------------------------------------------------------------
+    # checks
+    # ------------------------------------------------------------------
+    def _api_check_payable(self):
+        self.ensure_one()
+        if self.api_state == lc.CANCEL or self.state == "cancel":
+            raise Conflict("The order is cancelled.", code="order_cancelled")
+        if self.state != "draft":
+            raise Conflict(
+                "The order is paid already.", code="already_paid", details={"state": self.api_state}
+            )
+
+    def _api_methods(self, method_id):
+        method = self.config_id.payment_method_ids.filtered(lambda m: m.id == method_id)
+        if not method:
+            raise InvalidInput(
+                f"Payment method {method_id} is not accepted here.",
+                code="unknown_payment_method",
+                details={"payment_method_id": method_id},
+            )
+        return method
+
+    def _api_due(self):
+        """What is left to pay, after Odoo's cash rounding when it applies."""
+        return self.currency_id.round(self.amount_total - self.amount_paid)
+
+    # ------------------------------------------------------------------
+    # pay
+    # ------------------------------------------------------------------
+    def _api_pay(self, tenders, tip, device):
+        """Apply tenders (multi-tender; cash change computed; card reference
+        kept); once the bill is covered, the order becomes paid in both the
+        lifecycle and Odoo's state."""
+        self.ensure_one()
+        self._api_check_payable()
+        currency = self.currency_id
+        if tip:
+            self._api_add_tip_line(float(tip))
+        due = self._api_due()
+        applied = 0.0
+        payments = []
+        now = fields.Datetime.now()
+        for tender in tenders:
+            method = self._api_methods(tender.payment_method_id)
+            if tender.currency and tender.currency.upper() != currency.name:
+                raise InvalidInput(
+                    f"The order is in {currency.name}, not {tender.currency.upper()}.",
+                    code="currency_mismatch",
+                    details={"order_currency": currency.name, "currency": tender.currency},
+                )
+            amount = float(tender.amount)
+            applied += amount
+            paid = amount
+            if tender.tendered is not None:
+                if not method.is_cash_count:
+                    raise InvalidInput(
+                        "Only cash is tendered with change.", code="tendered_not_cash"
+                    )
+                paid = float(tender.tendered)
+                if float_compare(paid, amount, precision_rounding=currency.rounding) < 0:
+                    raise InvalidInput(
+                        "The cash tendered is less than the amount.", code="tendered_below_amount"
+                    )
+            payments.append(
+                {
+                    "pos_order_id": self.id,
+                    "payment_method_id": method.id,
+                    "amount": paid,
+                    "payment_date": now,
+                    "transaction_id": tender.terminal_ref or False,
+                }
+            )
+            change = currency.round(paid - amount)
+            if not float_is_zero(change, precision_rounding=currency.rounding):
+                # Odoo's own way: the change is a negative cash payment.
+                payments.append(
+                    {
+                        "pos_order_id": self.id,
+                        "payment_method_id": method.id,
+                        "amount": -change,
+                        "payment_date": now,
+                        "is_change": True,
+                        "name": "return",
+                    }
+                )
+        if float_compare(applied, due, precision_rounding=currency.rounding) > 0:
+            raise InvalidInput(
+                "The payments exceed what is due.",
+                code="overpayment",
+                details={"due": due, "applied": currency.round(applied)},
+            )
+        self.env["pos.payment"].create(payments)
+        self.amount_paid = sum(self.payment_ids.mapped("amount"))
+        if float_is_zero(self._api_due(), precision_rounding=currency.rounding):
+            if self.api_flow == lc.DINE_IN and self.api_state in (lc.DRAFT, lc.VALIDATED):
+                # Paid before the kitchen started: a pay-first order after all.
+                self.with_context(pos_api_transition=True).api_flow = lc.PAY_FIRST
+            path = lc.path_to(self.api_flow, self.api_state, lc.PAID)
+            self.with_context(pos_api_defer_followup=True)._api_transition_path(
+                path, device=device, reason="paid"
+            )
+        return self
+
+    # ------------------------------------------------------------------
+    # tips
+    # ------------------------------------------------------------------
+    def _api_tip_product(self):
+        product = self.config_id.tip_product_id
+        if not (self.config_id.iface_tipproduct and product):
+            raise Conflict("Tips are not enabled at this point of sale.", code="tips_disabled")
+        return product
+
+    def _api_add_tip_line(self, amount):
+        """A tip line on the tip product, as the POS UI adds it."""
+        product = self._api_tip_product()
+        self.write(
+            {
+                "lines": [
+                    Command.create(
+                        {
+                            "product_id": product.id,
+                            "full_product_name": product.display_name,
+                            "qty": 1,
+                            "price_unit": amount,
+                            "price_subtotal": 0.0,
+                            "price_subtotal_incl": 0.0,
+                            "tax_ids": [
+                                Command.set(
+                                    product.taxes_id.filtered(
+                                        lambda tax: tax.company_id == self.company_id
+                                    ).ids
+                                )
+                            ],
+                            "api_price_override": True,
+                        }
+                    )
+                ]
+            }
+        )
+        self._api_recompute_amounts()
+
+    def _api_tip(self, amount, method_id, device):
+        """A tip before payment joins the bill; after payment (Odoo's "tip
+        after payment") it is added to the given method's payment, as
+        ``pos.payment._update_payment_line_for_tip`` does."""
+        self.ensure_one()
+        if self.api_state == lc.CANCEL or self.state == "cancel":
+            raise Conflict("The order is cancelled.", code="order_cancelled")
+        if self.state == "draft":
+            self._api_add_tip_line(float(amount))
+            return self
+        if self.state != "paid":
+            raise Conflict("The order's session is closed.", code="session_closed")
+        if self.is_tipped:
+            raise Conflict("The order was tipped already.", code="already_tipped")
+        if not method_id:
+            raise InvalidInput(
+                "A tip after payment names the payment method it is added to.",
+                code="payment_method_required",
+            )
+        payment = self.payment_ids.filtered(
+            lambda p: p.payment_method_id.id == method_id and p.amount > 0 and not p.is_change
+        )[:1]
+        if not payment:
+            raise InvalidInput(
+                "The order has no payment with this method.",
+                code="unknown_payment",
+                details={"payment_method_id": method_id},
+            )
+        self._api_add_tip_line(float(amount))
+        payment._update_payment_line_for_tip(float(amount))
+        self.write(
+            {
+                "is_tipped": True,
+                "tip_amount": float(amount),
+                "amount_paid": sum(self.payment_ids.mapped("amount")),
+            }
+        )
+        return self
+
+    # ------------------------------------------------------------------
+    # refunds
+    # ------------------------------------------------------------------
+    def _api_refund(self, lines, method_id, reason, device, cancel=True):
+        """Refund some lines, or all: Odoo's own refund order (negative lines,
+        linked to the originals), paid back with a negative payment. A full
+        refund cancels the order's lifecycle (``cancel``)."""
+        self.ensure_one()
+        if self.state not in ("paid", "done", "invoiced"):
+            raise Conflict(
+                "Only a paid order can be refunded.",
+                code="not_paid",
+                details={"state": self.api_state},
+            )
+        method = self._api_methods(method_id)
+        refundable = {line.uuid: line for line in self.lines if line.qty - line.refunded_qty > 0}
+        if lines is None:
+            requested = {key: line.qty - line.refunded_qty for key, line in refundable.items()}
+        else:
+            requested = {}
+            for item in lines:
+                key = str(item.line_uuid)
+                line = self.lines.filtered(lambda line, key=key: line.uuid == key)
+                if not line:
+                    raise InvalidInput(
+                        "No such line in this order.",
+                        code="unknown_line",
+                        details={"line_uuid": key},
+                    )
+                qty = requested.get(key, 0.0) + float(item.qty)
+                if (
+                    float_compare(
+                        qty,
+                        line.qty - line.refunded_qty,
+                        precision_rounding=line.product_uom_id.rounding,
+                    )
+                    > 0
+                ):
+                    raise InvalidInput(
+                        "The refund exceeds what was sold and not yet refunded.",
+                        code="refund_exceeds_paid",
+                        details={"line_uuid": key, "refundable": line.qty - line.refunded_qty},
+                    )
+                requested[key] = qty
+        if not requested:
+            raise Conflict("Nothing is left to refund.", code="nothing_to_refund")
+        refund = self._refund()
+        for line in refund.lines:
+            qty = requested.get(line.refunded_orderline_id.uuid)
+            if qty:
+                line.qty = -qty
+            else:
+                line.unlink()
+        refund._api_recompute_amounts()
+        earlier = self.lines.refund_orderline_ids.order_id.filtered(
+            lambda order: order != refund and order.state != "draft"
+        )
+        refunded_before = -sum(earlier.mapped("amount_paid"))
+        if (
+            float_compare(
+                -refund.amount_total + refunded_before,
+                self.amount_paid,
+                precision_rounding=self.currency_id.rounding,
+            )
+            > 0
+        ):
+            raise InvalidInput(
+                "The refund exceeds what was paid.",
+                code="refund_exceeds_paid",
+                details={"paid": self.amount_paid},
+            )
+        self.env["pos.payment"].create(
+            {
+                "pos_order_id": refund.id,
+                "payment_method_id": method.id,
+                "amount": refund.amount_total,
+                "payment_date": fields.Datetime.now(),
+            }
+        )
+        refund.amount_paid = refund.amount_total
+        refund.api_device_id = device.id if device else False
+        # Not inside the cancel transition's context: the refund order's own
+        # lifecycle follows its Odoo state (draft → paid) like any order.
+        refund.with_context(
+            pos_api_defer_followup=True, pos_api_source="api", pos_api_transition=False
+        )._api_mark_paid()
+        fully = all(line.qty - line.refunded_qty <= 0 for line in self.lines)
+        if cancel and fully and self.api_state not in lc.FINAL_STATES:
+            self.with_context(pos_api_refunding=True)._api_transition(
+                lc.CANCEL, reason=reason or "refunded", device=device
+            )
+        return refund
+
+    def _api_side_effects(self, transition, device):
+        """A paid order is cancelled by refunding it in full."""
+        if transition.target == lc.CANCEL and transition.needs_refund:
+            if not self.env.context.get("pos_api_refunding"):
+                method = self.payment_ids.filtered(lambda p: p.amount > 0 and not p.is_change)[:1]
+                self._api_refund(
+                    None, method.payment_method_id.id, "cancelled", device, cancel=False
+                )
+            self.api_refunded = True
+            return None
+        return super()._api_side_effects(transition, device)
+
+    @api.model
+    def _api_refund_response(self, order, refund):
+        return {
+            "order": order._api_to_dict(with_history=True),
+            "refund": refund._api_to_dict(with_history=True),
+        }
