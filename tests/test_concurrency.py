@@ -39,6 +39,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
         with self.registry.cursor() as cr:
             env = api.Environment(cr, api.SUPERUSER_ID, {})
             orders = env["pos.order"].search([("uuid", "in", self.uuids)])
+            orders.payment_ids.unlink()
             orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
             orders.unlink()
             env["pos.api.device"].browse(self.device_id).unlink()
@@ -95,6 +96,48 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
         self.assertEqual({status for status, _body in results}, {201})
         self.assertEqual(len({body["order"]["id"] for _status, body in results}), 1)
         self.assertEqual(self._count(order_uuid), 1)
+
+    def _post(self, path, payload, headers=None):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{odoo_config['http_port']}/pos_api/v1{path}",
+            data=json.dumps(payload).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.token}",
+                **(headers or {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+
+    def test_payment_key_sent_at_once_from_separate_connections_pays_once(self):
+        order_uuid = str(uuid.uuid4())
+        self.uuids.append(order_uuid)
+        status, created = self._post(
+            "/orders",
+            {
+                "uuid": order_uuid,
+                "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
+            },
+        )
+        self.assertEqual(status, 201)
+        order_id = created["order"]["id"]
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, api.SUPERUSER_ID, {})
+            method = env["pos.order"].browse(order_id).config_id.payment_method_ids[:1]
+        key = str(uuid.uuid4())
+        body = {"payments": [{"payment_method_id": method.id, "amount": "1.00"}]}
+        results = self._in_parallel(
+            lambda: self._post(f"/orders/{order_id}/payments", body, {"Idempotency-Key": key})
+        )
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        self.assertEqual({status for status, _body in results}, {200})
+        self.assertEqual(len({json.dumps(body, sort_keys=True) for _s, body in results}), 1)
+        with self.registry.cursor() as cr:
+            cr.execute("SELECT count(*) FROM pos_payment WHERE pos_order_id = %s", [order_id])
+            self.assertEqual(cr.fetchone()[0], 1)
+            cr.execute("DELETE FROM pos_api_idempotency WHERE key = %s", [key])
 
     def test_sync_from_ui_duplicates_create_one_order(self):
         order_uuid = str(uuid.uuid4())
