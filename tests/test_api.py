@@ -365,9 +365,7 @@ class TestOrderApi(PosApiHttpCommon):
         )
         self.assertEqual([row["status"] for row in inner["results"]], [201, 201, 409])
         self.assertEqual(inner["results"][0]["order"], inner["results"][1]["order"])
-        self.assertEqual(
-            self.env["pos.order"].search_count([("uuid", "=", repeated["uuid"])]), 1
-        )
+        self.assertEqual(self.env["pos.order"].search_count([("uuid", "=", repeated["uuid"])]), 1)
         status, again = self._call("POST", "/orders/batch", {"orders": good}, device=self.waiter)
         self.assertEqual([row["status"] for row in again["results"]], [201, 201])
         self.assertEqual(again["results"][0]["order"], result["results"][0]["order"])
