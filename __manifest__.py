@@ -16,12 +16,18 @@
         "security/ir.model.access.csv",
         "security/point_of_sale_api_rules.xml",
         "data/ir_cron.xml",
+        "data/ir_cron_audit.xml",
         "views/pos_api_device_views.xml",
     ],
     "demo": [
         "data/demo/restaurant_demo.xml",
         "data/demo/device_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "point_of_sale_api/static/tests/tours/**/*",
+        ],
+    },
     "installable": True,
     "application": False,
 }

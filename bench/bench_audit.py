@@ -22,13 +22,17 @@ commits audit rows, which by design can never be deleted. Two measures:
    audit chain. Reported: orders/s and entries/s. Without the module the
    reason is printed instead.
 
-Prints one JSON document (also written to ``--json``) and a Markdown table.
+Each check runs twice, with an empty ORM cache each time; the faster run
+counts. Prints one JSON document (also written to ``--json``) and a Markdown
+table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import platform
 import sys
 import time
@@ -52,8 +56,11 @@ def _environment(args):
     import odoo
     from odoo.tools import config
 
-    config.parse_config(["-c", args.config, "-d", args.database, "--no-http"])
+    config.parse_config(["-c", args.config, "-d", args.database, "--no-http", "--log-level=warn"])
     registry = odoo.modules.registry.Registry(args.database)
+    # _check_pos_hash_integrity translates inside a nested function, where
+    # Odoo cannot find the language: one warning with a stack per call.
+    logging.getLogger("odoo.tools.translate").setLevel(logging.ERROR)
     return odoo, registry
 
 
@@ -85,6 +92,16 @@ def _timed(func):
     return result, time.perf_counter() - start
 
 
+def _best_of(env, func, runs=2):
+    """The best of ``runs`` timings, each with an empty ORM cache."""
+    best = None
+    for _run in range(runs):
+        env.invalidate_all()
+        result, seconds = _timed(func)
+        best = seconds if best is None else min(best, seconds)
+    return result, best
+
+
 def bench_synthetic(odoo, registry, entries, batch):
     with registry.cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
@@ -107,7 +124,7 @@ def bench_synthetic(odoo, registry, entries, batch):
     with registry.cursor() as cr:
         env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
         company = env["res.company"].browse(ids[0])
-        report, verify_seconds = _timed(lambda: env["pos.payment.audit"]._verify(company))
+        report, verify_seconds = _best_of(env, lambda: env["pos.payment.audit"]._verify(company))
     if not report["ok"] or report["checked"] != entries:
         raise SystemExit(f"BENCH_ERROR the synthetic chain does not verify: {report}")
     return {
@@ -141,9 +158,15 @@ def _french_point_of_sale(env):
             "currency_id": env.ref("base.EUR").id,
         }
     )
-    env.user.company_ids |= company
-    env = env(context=dict(env.context, allowed_company_ids=[company.id]))
+    # Sessions are opened and orders paid by the admin, as a cashier would.
+    admin = env.ref("base.user_admin")
+    admin.company_ids |= company
+    env = env(user=admin, context=dict(env.context, allowed_company_ids=[company.id]))
     env["account.chart.template"].try_loading("fr", company=company, install_demo=False)
+    if not env["stock.warehouse"].search([("company_id", "=", company.id)]):
+        env["stock.warehouse"].create(
+            {"name": company.name, "code": "BENCH", "company_id": company.id}
+        )
     cash_journal = env["account.journal"].search(
         [("type", "=", "cash"), ("company_id", "=", company.id)], limit=1
     )
@@ -173,24 +196,24 @@ def bench_french(odoo, registry, orders, batch):
             return {"available": False, "reason": reason}
         env, company, session, method, product = _french_point_of_sale(env)
         ids = (company.id, session.id, method.id, product.id)
+        admin_id = env.uid
     create_seconds = 0.0
     batch = min(batch, 200)  # Odoo hashes each order when it is paid: keep transactions short
     for start in range(0, orders, batch):
         count = min(batch, orders - start)
         with registry.cursor() as cr:
             env = odoo.api.Environment(
-                cr, odoo.SUPERUSER_ID, {"allowed_company_ids": [ids[0]], "tracking_disable": True}
+                cr, admin_id, {"allowed_company_ids": [ids[0]], "tracking_disable": True}
             )
             began = time.perf_counter()
             _paid_orders(env, *ids[1:], count)
             cr.commit()
             create_seconds += time.perf_counter() - began
     with registry.cursor() as cr:
-        env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {"allowed_company_ids": [ids[0]]})
+        env = odoo.api.Environment(cr, admin_id, {"allowed_company_ids": [ids[0]], "lang": "en_US"})
         company = env["res.company"].browse(ids[0])
-        odoo_report, odoo_seconds = _timed(company._check_pos_hash_integrity)
-        env.invalidate_all()
-        ours, ours_seconds = _timed(lambda: env["pos.payment.audit"]._verify(company))
+        odoo_report, odoo_seconds = _best_of(env, company._check_pos_hash_integrity)
+        ours, ours_seconds = _best_of(env, lambda: env["pos.payment.audit"]._verify(company))
     if odoo_report["corrupted_orders"] != "None":
         raise SystemExit(f"BENCH_ERROR Odoo finds corrupted orders: {odoo_report}")
     if not ours["ok"] or ours["checked"] != orders:
@@ -234,6 +257,19 @@ def _paid_orders(env, session_id, method_id, product_id, count):
     created.write({"state": "paid"})  # l10n_fr_pos_cert numbers and hashes each order here
 
 
+def _machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPU"
+
+
 def _markdown(results):
     synthetic = results["synthetic"]
     rows = [
@@ -267,10 +303,13 @@ def main(argv=None):
         "database": args.database,
         "odoo": odoo.release.version,
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "machine": _machine(),
+        "load_average_before": os.getloadavg()[0],
         "synthetic": bench_synthetic(odoo, registry, args.entries, args.batch),
         "french": bench_french(odoo, registry, args.orders, args.batch),
     }
+    # Other processes share the machine: read the load next to the figures.
+    results["load_average_after"] = os.getloadavg()[0]
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

@@ -424,6 +424,11 @@ class PosApiController(http.Controller):
         order._api_remove_line(line_uuid)
         return 200, self._order_payload(order)
 
+    @endpoint("audit_verify")
+    def audit_verify(self, device, body):
+        result = request.env["pos.payment.audit"]._verify(device.company_id)
+        return 200, _dump(s.AuditVerifyOut, result)
+
     @endpoint("order_payments")
     def order_payments(self, device, body, order_id):
         order = self._order(device, order_id)

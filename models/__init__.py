@@ -8,4 +8,5 @@ from . import (
     pos_order_api,
     pos_order_payment_api,
     pos_order_state_history,
+    pos_payment_audit,
 )

@@ -91,6 +91,16 @@ class PosOrder(models.Model):
         return result
 
     @api.model
+    def _process_order(self, order, existing_order):
+        # The POS UI loads every pos.order field and sends them all back, the
+        # addon's ones empty (api_state null would break the insert): they
+        # belong to the server, never to the UI.
+        for name in [key for key in order if key in self._fields]:
+            if self._fields[name]._module == "point_of_sale_api":
+                order.pop(name)
+        return super()._process_order(order, existing_order)
+
+    @api.model
     def sync_from_ui(self, orders):
         return super(PosOrder, self.with_context(pos_api_source="pos_ui")).sync_from_ui(orders)
 

@@ -1,10 +1,13 @@
 import logging
+import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import psycopg2
+
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, float_repr
 
 from ..pos_core import audit
@@ -26,6 +29,7 @@ CONTEXT_IDEMPOTENCY_KEY = "pos_api_idempotency_key"
 INSERT_COLUMNS = (*audit.HASHED_FIELDS, "previous_hash", "hash")
 EVENT_KEYS = frozenset(audit.HASHED_FIELDS) - {"sequence"}
 INSERT_BATCH = 1000
+DETACHED_LOCK_TIMEOUT = "10s"
 VERIFY_PAGE = 5000
 
 
@@ -34,9 +38,10 @@ class PosPaymentAudit(models.Model):
 
     Rows form a hash chain per company (see ``pos_core.audit``): gapless
     ``sequence``, ``hash = sha256(previous_hash + canonical JSON of the
-    row)``. ``_append`` is the only way in; the ORM refuses create, write and
-    unlink, and a PostgreSQL trigger refuses UPDATE, DELETE and TRUNCATE, so
-    ``_verify`` only has to expose whoever disabled the trigger.
+    row)``. ``_append`` is the only way in (``_enqueue`` calls it at commit
+    time, ``_append_detached`` in a transaction of its own); the ORM refuses
+    create, write and unlink, and a PostgreSQL trigger refuses UPDATE, DELETE
+    and TRUNCATE, so ``_verify`` only has to expose whoever went around it.
 
     Sequences: ``_append`` takes ``pg_advisory_xact_lock(LOCK_CLASS,
     company_id)`` and reads the chain's head both in its own transaction and
@@ -73,11 +78,9 @@ class PosPaymentAudit(models.Model):
     event_at = fields.Datetime(required=True, readonly=True)
     order_res_id = fields.Integer("Order ID", readonly=True, index="btree_not_null")
     order_name = fields.Char("Order Reference", readonly=True)
-    order_id = fields.Many2one(
-        "pos.order", compute="_compute_links", search="_search_order_id", string="Order"
-    )
+    order_id = fields.Many2one("pos.order", compute="_compute_links", search="_search_order_id")
     payment_res_id = fields.Integer("Payment ID", readonly=True, index="btree_not_null")
-    payment_id = fields.Many2one("pos.payment", compute="_compute_links", string="Payment")
+    payment_id = fields.Many2one("pos.payment", compute="_compute_links")
     amount = fields.Monetary(readonly=True, currency_field="currency_id")
     currency_id = fields.Many2one("res.currency", required=True, readonly=True, ondelete="restrict")
     payment_method_id = fields.Many2one("pos.payment.method", readonly=True, ondelete="restrict")
@@ -85,9 +88,7 @@ class PosPaymentAudit(models.Model):
         "Change Given", readonly=True, help="Cash handed back: a negative captured amount."
     )
     actor_user_id = fields.Many2one("res.users", "Actor", readonly=True, ondelete="restrict")
-    actor_device_id = fields.Many2one(
-        "pos.api.device", "Actor Device", readonly=True, ondelete="restrict"
-    )
+    actor_device_id = fields.Many2one("pos.api.device", readonly=True, ondelete="restrict")
     terminal_ref = fields.Char("Terminal Reference", readonly=True)
     idempotency_key = fields.Char(readonly=True, index="btree_not_null")
     # Plain text, not selections: removing a selection value would make Odoo
@@ -120,7 +121,8 @@ class PosPaymentAudit(models.Model):
     def write(self, vals):  # pylint: disable=method-required-super
         raise UserError(self.env._("Payment audit records cannot be changed."))
 
-    def unlink(self):  # pylint: disable=method-required-super
+    @api.ondelete(at_uninstall=False)
+    def _unlink_never(self):
         raise UserError(self.env._("Payment audit records cannot be deleted."))
 
     def copy(self, default=None):  # pylint: disable=method-required-super
@@ -190,6 +192,20 @@ class PosPaymentAudit(models.Model):
 
         pending.extend(rows)
 
+    @api.model
+    def _append_detached(self, events):
+        """Append ``events`` in a transaction of their own, committed at once,
+        and return their ids: for events that must outlive the request that
+        saw them (a ``failed`` payment, whose request is rolled back).
+
+        The calling transaction must not hold the chain already (no
+        ``_append`` earlier in it): the lock timeout turns that mistake into
+        an error instead of a wait on itself.
+        """
+        with self.env.registry.cursor() as cr:
+            cr.execute(SQL("SET LOCAL lock_timeout = %s", DETACHED_LOCK_TIMEOUT))
+            return self.env(cr=cr)[self._name].sudo()._append(events).ids
+
     def _with_order_state_after(self, rows):
         order_ids = {row["order_res_id"] for row in rows if row["order_res_id"]}
         orders = self.env["pos.order"].browse(order_ids).exists()
@@ -252,8 +268,11 @@ class PosPaymentAudit(models.Model):
         heads = [cr.fetchone()]
         fresh = self.env.registry.cursor()
         try:
-            fresh.execute(head_query)
+            fresh.execute(head_query, log_exceptions=False)
             heads.append(fresh.fetchone())
+        except psycopg2.errors.UndefinedTable:
+            # The table is being created by this very transaction (installation).
+            _logger.debug("payment audit table not committed yet: no committed head")
         finally:
             fresh.close()
         return max((head for head in heads if head), default=None)
@@ -296,6 +315,8 @@ class PosPaymentAudit(models.Model):
             company_ids = self.env.companies.ids
         else:
             company_ids = None
+        if not self.env.su and set(company_ids) - set(self.env.user.company_ids.ids):
+            raise AccessError(self.env._("You can only verify the chains of your companies."))
         results = audit.verify_chains(
             self._iter_rows(company_ids, page_size), self._anchors(company_ids)
         )
@@ -322,10 +343,14 @@ class PosPaymentAudit(models.Model):
         }
 
     def _iter_rows(self, company_ids, page_size):
-        """Rows as dicts, ordered by (company, sequence, id), page by page.
+        """Rows as dicts, ordered by (company, sequence, id), streamed from a
+        server-side cursor in pages of ``page_size``, in this transaction's
+        snapshot.
 
         The id breaks ties so that a duplicated sequence (possible only once
-        the unique constraint is gone) is read, not skipped by the keyset.
+        the unique constraint is gone) is read like any other row. The plan
+        is the unique index plus an incremental sort: no page costs more
+        than the one before, unlike OFFSET or a keyset on three columns.
         """
         columns = ("id", *audit.HASHED_FIELDS, "previous_hash", "hash")
         # Odoo's cursor turns NUMERIC into float: the amount is read as text.
@@ -338,31 +363,24 @@ class PosPaymentAudit(models.Model):
         where_company = (
             SQL("company_id IN %s", tuple(company_ids)) if company_ids is not None else SQL("TRUE")
         )
-        last = (0, 0, 0)
-        cr = self.env.cr
-        while True:
-            cr.execute(
-                SQL(
-                    """SELECT %s FROM %s
-                        WHERE %s AND (company_id, sequence, id) > (%s, %s, %s)
-                     ORDER BY company_id, sequence, id
-                        LIMIT %s""",
-                    select,
-                    SQL.identifier(self._table),
-                    where_company,
-                    *last,
-                    page_size,
-                )
-            )
-            page = cr.fetchall()
-            for row in page:
-                record = dict(zip(columns, row))
-                if record["amount"] is not None:
-                    record["amount"] = Decimal(record["amount"])
-                yield record
-            if len(page) < page_size:
-                return
-            last = (page[-1][1], page[-1][2], page[-1][0])
+        query = SQL(
+            "SELECT %s FROM %s WHERE %s ORDER BY company_id, sequence, id",
+            select,
+            SQL.identifier(self._table),
+            where_company,
+        )
+        stream = self.env.cr._cnx.cursor(name=f"pos_payment_audit_verify_{uuid.uuid4().hex}")
+        stream.itersize = page_size
+        try:
+            stream.execute(query.code, query.params)
+            while page := stream.fetchmany(page_size):
+                for row in page:
+                    record = dict(zip(columns, row))
+                    if record["amount"] is not None:
+                        record["amount"] = Decimal(record["amount"])
+                    yield record
+        finally:
+            stream.close()
 
     def _anchors(self, company_ids):
         """``{company_id: {sequence: hash}}`` seen by earlier checks."""
@@ -450,7 +468,8 @@ class PosPaymentAuditCheck(models.Model):
     def write(self, vals):  # pylint: disable=method-required-super
         raise UserError(self.env._("Payment audit checks cannot be changed."))
 
-    def unlink(self):  # pylint: disable=method-required-super
+    @api.ondelete(at_uninstall=False)
+    def _unlink_never(self):
         raise UserError(self.env._("Payment audit checks cannot be deleted."))
 
 

@@ -64,6 +64,15 @@ ROUTES: tuple[Route, ...] = (
         tags=("auth",),
     ),
     Route(
+        "audit_verify",
+        "GET",
+        "/audit/verify",
+        "Verify the payment audit chain of the device's company (managers only)",
+        s.AuditVerifyOut,
+        roles=frozenset({"manager"}),
+        tags=("audit",),
+    ),
+    Route(
         "order_create",
         "POST",
         "/orders",

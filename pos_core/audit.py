@@ -127,14 +127,25 @@ def _canonical_value(name: str, value):
     raise TypeError(f"{name}: no canonical form for {type(value).__name__} {value!r}")
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def canonical_json(record: Mapping, fields: Iterable[str] = HASHED_FIELDS) -> str:
     """The canonical JSON of the hashed fields of ``record`` (see module doc)."""
     content = {}
     for name in fields:
-        if name not in record:
-            raise KeyError(f"the record has no {name!r}: hashed fields are never implicit")
-        content[name] = _canonical_value(name, record[name])
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        try:
+            value = record[name]
+        except KeyError:
+            raise KeyError(
+                f"the record has no {name!r}: hashed fields are never implicit"
+            ) from None
+        if type(value) in _AS_IS and name != "amount":  # the common case, kept fast
+            content[name] = value
+        else:
+            content[name] = _canonical_value(name, value)
+    return _ENCODE(content)
 
 
 def chain_hash(previous_hash: str, record: Mapping) -> str:

@@ -309,6 +309,14 @@ class OpenApiOut(Output):
     paths: dict
 
 
+class AuditVerifyOut(Output):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+    checked: int
+    first_broken: dict | None = None
+    broken_ids: list[int] = []
+
+
 class HealthOut(Output):
     status: str
     api: str

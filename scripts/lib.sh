@@ -143,6 +143,28 @@ ensure_odoo_test_packages() {
   printf '%s' "$want" > "$stamp"
 }
 
+# The headless browser of the Odoo tier's tours (Odoo's HttpCase looks for
+# google-chrome, chromium, chromium-browser or google-chrome-stable on PATH),
+# and websocket-client, with which Odoo drives it, in .venv. Without apt-get
+# the tours are skipped by Odoo itself, with a warning here.
+ensure_chromium() {
+  local bin found=""
+  for bin in google-chrome chromium chromium-browser google-chrome-stable; do
+    if command -v "$bin" >/dev/null 2>&1; then found=$bin; break; fi
+  done
+  if [ -z "$found" ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+      log "installing Debian package: chromium (browser tours of the Odoo tier)"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+        || die "apt-get update failed (are you root or a sudoer?)"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium >/dev/null || die "apt-get install chromium failed"
+    else
+      log "warning: no Chrome/Chromium and no apt-get to install it; browser tours will be skipped"
+    fi
+  fi
+}
+
 # Starts (creating if needed) a PostgreSQL cluster in DIR on PORT with a
 # superuser role "odoo" (Odoo refuses to run as "postgres").
 start_postgres() {  # start_postgres DIR PORT [durable]

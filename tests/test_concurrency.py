@@ -42,7 +42,8 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             orders.payment_ids.unlink()
             orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
             orders.unlink()
-            env["pos.api.device"].browse(self.device_id).unlink()
+            # Audit rows keep referring to the device: archive it, as in production.
+            env["pos.api.device"].browse(self.device_id).active = False
 
     def _in_parallel(self, func):
         barrier = threading.Barrier(K)

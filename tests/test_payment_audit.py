@@ -2,6 +2,7 @@
 refusals of the ORM and of PostgreSQL, and verification of tampered rows."""
 
 import threading
+import uuid
 from decimal import Decimal
 
 import psycopg2
@@ -12,7 +13,7 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import SQL, mute_logger
 
 from ..pos_core import audit
-from .common import PosApiCommon
+from .common import PosApiCommon, PosApiHttpCommon
 
 TABLE = "pos_payment_audit"
 ROW_TRIGGER, TRUNCATE_TRIGGER = audit.trigger_names(TABLE)
@@ -159,11 +160,11 @@ class TestPaymentAudit(AuditFactories, PosApiCommon):
         products = self._pos_products(1)
         order = self._sync(self._ui_order_payload(self.session, [(products, 1)], paid=False))
         before = self._chain_of(order.company_id)
-        with self.assertRaises(UserError), self.env.cr.savepoint():
+        with self.assertRaises(InterruptedError), self.env.cr.savepoint():
             order.add_payment(
                 {"pos_order_id": order.id, "amount": 1.0, "payment_method_id": self.cash_method.id}
             )
-            raise UserError("abandon")
+            raise InterruptedError  # the request fails after the payment was made
         self.env.cr.precommit.run()
         self.assertEqual(self._chain_of(order.company_id), before)
 
@@ -363,6 +364,47 @@ class TestPaymentAudit(AuditFactories, PosApiCommon):
 
 
 @tagged("post_install", "-at_install")
+class TestPaymentAuditApi(PosApiHttpCommon):
+    def test_api_payments_are_audited_like_pos_ui_payments(self):
+        product = self._pos_products(1)
+        status, result = self._call(
+            "POST", "/orders", self._order_body([(product, 2)]), device=self.waiter
+        )
+        self.assertEqual(status, 201, result)
+        order = self.env["pos.order"].browse(result["order"]["id"])
+        key = str(uuid.uuid4())
+        total = Decimal(str(order.amount_total)).quantize(Decimal("0.01"))
+        body = {
+            "payments": [
+                {
+                    "payment_method_id": self.card_method.id,
+                    "amount": str(total),
+                    "terminal_ref": "TRX-7",
+                }
+            ]
+        }
+        for _attempt in range(2):  # the replay pays nothing, so audits nothing
+            status, result = self._call(
+                "POST",
+                f"/orders/{order.id}/payments",
+                body,
+                device=self.manager,
+                headers={"Idempotency-Key": key},
+            )
+            self.assertEqual(status, 200, result)
+        row = self.env["pos.payment.audit"].search([("order_res_id", "=", order.id)])
+        self.assertEqual(len(row), 1)
+        self.assertEqual(
+            (row.event, row.payment_id, row.terminal_ref, row.idempotency_key),
+            (audit.CAPTURED, order.payment_ids, "TRX-7", key),
+        )
+        self.assertEqual(row.actor_device_id, self.manager)
+        self.assertAlmostEqual(row.amount, float(total))
+        self.assertEqual((row.order_state_before, row.order_state_after), ("draft", "paid"))
+        self.assertTrue(self.env["pos.payment.audit"]._verify(order.company_id)["ok"])
+
+
+@tagged("post_install", "-at_install")
 class TestPaymentAuditConcurrency(AuditFactories, TransactionCase):
     """Real transactions: a transaction whose snapshot predates another's
     append still chains after it (Odoo runs in REPEATABLE READ)."""
@@ -417,6 +459,23 @@ class TestPaymentAuditConcurrency(AuditFactories, TransactionCase):
             late.close()
         self.assertEqual(second[0], first[0] + 1)
         self.assertEqual(second[1], first[2])
+
+    def test_a_detached_event_survives_the_rollback_of_its_request(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, api.SUPERUSER_ID, {"pos_api_idempotency_key": "pay-9"})
+            company = env["res.company"].browse(self.company_id)
+            ids = env["pos.payment.audit"]._append_detached(
+                [self._event(company, event=audit.FAILED, terminal_ref="DECLINED")]
+            )
+            self.created += ids
+            cr.rollback()  # the request that saw the failure fails too
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, api.SUPERUSER_ID, {})
+            row = env["pos.payment.audit"].browse(ids)
+            self.assertEqual(
+                (row.event, row.terminal_ref, row.idempotency_key),
+                (audit.FAILED, "DECLINED", "pay-9"),
+            )
 
     def test_parallel_appends_make_one_gapless_chain(self):
         workers = 4

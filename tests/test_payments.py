@@ -277,3 +277,13 @@ class TestPaymentApi(PosApiHttpCommon):
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
         self.assertEqual(status, 404)
+
+    def test_audit_verification_endpoint_is_for_managers(self):
+        self._paid()
+        status, result = self._call("GET", "/audit/verify", device=self.manager)
+        self.assertEqual(status, 200, result)
+        self.assertTrue(result["ok"])
+        self.assertGreater(result["checked"], 0)
+        self.assertIsNone(result["first_broken"])
+        status, error = self._call("GET", "/audit/verify", device=self.cashier)
+        self.assertEqual((status, error["error"]["code"]), (403, "role_forbidden"))
