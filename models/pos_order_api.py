@@ -9,17 +9,13 @@ from decimal import Decimal
 
 from odoo import api, fields, models
 from odoo.fields import Command
-from odoo.tools import float_repr
 
 from ..pos_core import billing
 from ..pos_core import lifecycle as lc
 from ..pos_core.exceptions import Conflict, InvalidInput, NotFound
+from .pos_config_menu import _dec
 
 _logger = logging.getLogger(__name__)
-
-
-def _dec(value, digits):
-    return Decimal(float_repr(value, digits))
 
 
 class PosOrder(models.Model):

@@ -10,21 +10,21 @@ from pathlib import Path
 
 
 def counts(path):
+    """Counts test cases (subtests are parts of their test, not tests)."""
     if not Path(path).is_file():
         return None
     root = ET.parse(path).getroot()
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for suite in suites:
-        for key in total:
-            total[key] += int(suite.get(key, 0))
-    failed = total["failures"] + total["errors"]
-    return {
-        "ran": total["tests"],
-        "passed": total["tests"] - failed - total["skipped"],
-        "failed": failed,
-        "skipped": total["skipped"],
-    }
+    total = {"ran": 0, "passed": 0, "failed": 0, "skipped": 0}
+    for case in root.iter("testcase"):
+        total["ran"] += 1
+        kinds = {child.tag for child in case}
+        if kinds & {"failure", "error"}:
+            total["failed"] += 1
+        elif "skipped" in kinds:
+            total["skipped"] += 1
+        else:
+            total["passed"] += 1
+    return total
 
 
 def line(result):

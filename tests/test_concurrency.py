@@ -71,28 +71,11 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
     def test_api_duplicates_from_separate_connections_create_one_order(self):
         order_uuid = str(uuid.uuid4())
         self.uuids.append(order_uuid)
-        body = json.dumps(
-            {
-                "uuid": order_uuid,
-                "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
-            }
-        ).encode()
-        url = f"http://127.0.0.1:{odoo_config['http_port']}/pos_api/v1/orders"
-
-        def post():
-            request = urllib.request.Request(
-                url,
-                data=body,
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {self.token}",
-                },
-            )
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-
-        results = self._in_parallel(post)
+        body = {
+            "uuid": order_uuid,
+            "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
+        }
+        results = self._in_parallel(lambda: self._post("/orders", body))
         self.assertFalse([r for r in results if isinstance(r, Exception)], results)
         self.assertEqual({status for status, _body in results}, {201})
         self.assertEqual(len({body["order"]["id"] for _status, body in results}), 1)
