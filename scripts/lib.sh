@@ -29,7 +29,10 @@ pg_bindir() {
 
 # PostgreSQL refuses to run as root: run its binaries as the postgres user then.
 pg_as_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" != 0 ]; then "$@"; return; fi
+  local runuser
+  runuser=$(PATH="$PATH:/usr/sbin:/sbin" command -v runuser) || die "runuser not found"
+  "$runuser" -u postgres -- "$@"
 }
 
 # Debian packages the scripts need: PostgreSQL server and client, Redis, venv.
