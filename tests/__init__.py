@@ -8,4 +8,5 @@ from . import (
     test_payment_audit,
     test_payments,
     test_pos_ui_tour,
+    test_worker_kill,
 )
