@@ -13,6 +13,21 @@ on the same server, in the same run, each request with fresh uuids:
   waiter tablet's bearer token. When the route answers 404 the side is
   reported as not available instead of failing the run.
 
+The payment phase (``--payments``; after the order phases, or alone with
+``--only-payments``) pays an order that exists as a draft, one payment after
+another, each preceded by its own untimed draft:
+
+* stock: the order is first pushed through ``sync_from_ui`` as a draft (no
+  payment, ``state: "draft"``), then the same uuid again with its server id,
+  one cash payment line and ``state: "paid"``, as the POS UI finalizes an
+  order it synced as a draft (``_process_order`` updates the existing draft,
+  then ``action_pos_order_paid``, the picking and the costs); only that second
+  call is timed;
+* ours: the draft is created by ``POST /pos_api/v1/orders``, then
+  ``POST /pos_api/v1/orders/{id}/payments`` is timed, with a fresh
+  ``Idempotency-Key`` and one cash tender for the full amount; afterwards each
+  of those calls is sent again with its key (a replay), timed too.
+
 Measures (client side, wall clock around one HTTP request, connect included):
 sequential latency, the latency of a request that does no work, SQL queries
 per order (server side: the ``query_count`` Odoo appends to each werkzeug
@@ -38,6 +53,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +65,8 @@ SCALES = {
     # warmup, sequential, empty, throughput orders, batch orders, load orders
     "small": {
         "warmup": 5,
+        "payment_warmup": 3,
+        "payments": 10,
         "single": 20,
         "empty": 20,
         "throughput": 20,
@@ -57,6 +75,8 @@ SCALES = {
     },
     "full": {
         "warmup": 20,
+        "payment_warmup": 10,
+        "payments": 100,
         "single": 200,
         "empty": 200,
         "throughput": 200,
@@ -69,6 +89,8 @@ STOCK_EMPTY_PATH = "/web/webclient/version_info"
 OURS_ORDER_PATH = "/pos_api/v1/orders"
 OURS_BATCH_PATH = "/pos_api/v1/orders/batch"
 OURS_EMPTY_PATH = "/pos_api/v1/health"
+OURS_PAYMENTS_PATH = "/pos_api/v1/orders/{order_id}/payments"
+OURS_PAYMENTS_RE = re.compile(r"/pos_api/v1/orders/\d+/payments")
 TIMES = "\u00d7"  # the multiplication sign of the Markdown report
 
 # werkzeug's access line as Odoo logs it, perf_info appended by
@@ -266,7 +288,8 @@ class StockSide:
             "to_invoice": False,
         }
 
-    def _sync(self, orders: list[dict]) -> tuple[Reply, int, str]:
+    def _call_sync(self, orders: list[dict]) -> tuple[Reply, dict, str]:
+        """One ``sync_from_ui`` call: the reply, its result, an error or ""."""
         body = self._rpc(
             {
                 "model": "pos.order",
@@ -277,18 +300,83 @@ class StockSide:
         )
         reply = self.http.request("POST", STOCK_SYNC_PATH, body, {"Cookie": self.cookie})
         if reply.error:
-            return reply, 0, reply.error
+            return reply, {}, reply.error
         data = reply.json()
         if reply.status != 200 or not isinstance(data, dict):
-            return reply, 0, f"HTTP {reply.status}"
+            return reply, {}, f"HTTP {reply.status}"
         if "error" in data:
             err = data["error"].get("data", {}) or {}
             message = str(err.get("message", data["error"]))
-            return reply, 0, f"{err.get('name', '')}: {message}"[:300]
-        created = len((data.get("result") or {}).get("pos.order", []))
+            return reply, {}, f"{err.get('name', '')}: {message}"[:300]
+        return reply, data.get("result") or {}, ""
+
+    def _sync(self, orders: list[dict]) -> tuple[Reply, int, str]:
+        reply, result, error = self._call_sync(orders)
+        if error:
+            return reply, 0, error
+        created = len(result.get("pos.order", []))
         if created != len(orders):
             return reply, created, f"{created} of {len(orders)} orders came back"
         return reply, created, ""
+
+    @staticmethod
+    def _returned(result: dict, order_uuid: str) -> dict | None:
+        # pos_restaurant adds the other draft orders of the context's tables.
+        for record in result.get("pos.order", []):
+            if record.get("uuid") == order_uuid:
+                return record
+        return None
+
+    def draft(self) -> tuple[Reply, dict | None, str]:
+        """The order synced unpaid (``state: "draft"``, no payment), as the
+        restaurant UI syncs a table's order before it is paid."""
+        order = self.order()
+        order.update(state="draft", payment_ids=[], amount_paid=0.0)
+        reply, result, error = self._call_sync([order])
+        if error:
+            return reply, None, error
+        record = self._returned(result, order["uuid"])
+        if not record or record.get("state") != "draft":
+            return reply, None, "the draft order did not come back as a draft"
+        return reply, {"order": order, "record": record}, ""
+
+    def pay(self, draft: dict) -> tuple[Reply, str]:
+        """The same uuid pushed again, paid: what the POS UI sends when it
+        validates the payment of an order it synced as a draft. The order
+        carries its server id (``_process_order`` updates that record); lines
+        the UI did not change since the last sync are not sent again, and the
+        new payment line is the only new record."""
+        fx, record = self.fx, draft["record"]
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        order = {
+            **draft["order"],
+            "id": record["id"],
+            "name": record.get("name") or draft["order"]["name"],
+            "lines": [],
+            "payment_ids": [
+                [
+                    0,
+                    0,
+                    {
+                        "amount": fx["amount_total"],
+                        "name": now,
+                        "payment_method_id": fx["cash_payment_method_id"],
+                        "uuid": str(uuid.uuid4()),
+                    },
+                ]
+            ],
+            "amount_paid": fx["amount_total"],
+            "amount_return": 0.0,
+            "state": "paid",
+        }
+        reply, result, error = self._call_sync([order])
+        if error:
+            return reply, error
+        paid = self._returned(result, order["uuid"])
+        if not paid or paid.get("state") != "paid":
+            state = paid.get("state") if paid else "missing"
+            return reply, f"the order came back {state}, not paid"
+        return reply, ""
 
     def create(self) -> tuple[Reply, int, str]:
         return self._sync([self.order()])
@@ -375,6 +463,64 @@ class OursSide:
     def empty(self) -> Reply:
         return self.http.request("GET", OURS_EMPTY_PATH)
 
+    def draft(self) -> tuple[Reply, dict | None, str]:
+        """The same order created unpaid (``state: "draft"``, no payment)."""
+        body = self.order()
+        body.pop("payments")
+        body["state"] = "draft"
+        reply = self.http.request("POST", OURS_ORDER_PATH, body, self.headers)
+        if reply.error:
+            return reply, None, reply.error
+        order = (reply.json() or {}).get("order") if reply.status == 201 else None
+        if not isinstance(order, dict) or not order.get("id"):
+            return reply, None, f"HTTP {reply.status} {_api_error(reply)}"
+        amount = _money(float(order["amount_total"]), self.fx["currency_decimals"])
+        return reply, {"id": order["id"], "amount": amount}, ""
+
+    def _pay_request(self, draft: dict) -> Reply:
+        headers = {**self.headers, "Idempotency-Key": draft["key"]}
+        path = OURS_PAYMENTS_PATH.format(order_id=draft["id"])
+        return self.http.request("POST", path, draft["body"], headers)
+
+    def pay(self, draft: dict) -> tuple[Reply, str]:
+        """One cash tender for the full amount, with a fresh Idempotency-Key."""
+        draft["key"] = str(uuid.uuid4())
+        draft["body"] = {
+            "payments": [
+                {
+                    "payment_method_id": self.fx["cash_payment_method_id"],
+                    "amount": draft["amount"],
+                }
+            ]
+        }
+        reply = self._pay_request(draft)
+        if reply.error:
+            return reply, reply.error
+        data = reply.json()
+        if reply.status != 200 or not isinstance(data, dict):
+            return reply, f"HTTP {reply.status} {_api_error(reply)}"
+        state = (data.get("order") or {}).get("odoo_state")
+        if state != "paid":
+            return reply, f"the order came back {state}, not paid"
+        draft["response"] = data
+        return reply, ""
+
+    def replay(self, draft: dict) -> tuple[Reply, str]:
+        """The same call again, same key and body: the saved response, no new payment."""
+        reply = self._pay_request(draft)
+        if reply.error:
+            return reply, reply.error
+        if reply.status != 200:
+            return reply, f"HTTP {reply.status} {_api_error(reply)}"
+        if reply.json() != draft["response"]:
+            return reply, "the replay's response differs from the first one"
+        return reply, ""
+
+    def payments_count(self, draft: dict) -> int | None:
+        reply = self.http.request("GET", f"{OURS_ORDER_PATH}/{draft['id']}", None, self.headers)
+        order = (reply.json() or {}).get("order") if reply.status == 200 else None
+        return len(order.get("payments") or []) if isinstance(order, dict) else None
+
 
 def _api_error(reply: Reply) -> str:
     data = reply.json()
@@ -429,12 +575,32 @@ class AccessLog:
             fh.seek(offset)
             return fh.read().decode("utf-8", "replace").splitlines()
 
+    def windows(self, offsets: list[int]) -> list[list[str]]:
+        """The lines between consecutive marks, the last window to the end."""
+        if not offsets or not self.path or not self.path.exists():
+            return [[] for _ in offsets]
+        time.sleep(0.3)  # as in since()
+        with self.path.open("rb") as fh:
+            fh.seek(offsets[0])
+            data = fh.read()
+        bounds = [offset - offsets[0] for offset in offsets] + [len(data)]
+        return [
+            data[start:end].decode("utf-8", "replace").splitlines()
+            for start, end in zip(bounds, bounds[1:])
+        ]
+
     @staticmethod
-    def requests(lines: list[str], path: str) -> list[dict]:
+    def requests(lines: list[str], path: str | re.Pattern) -> list[dict]:
+        """Access lines of ``path`` (a string, or a pattern the whole path matches)."""
         out = []
         for line in lines:
             m = ACCESS_RE.search(line)
-            if m and m["path"].split("?")[0] == path:
+            request_path = m["path"].split("?")[0] if m else ""
+            if isinstance(path, re.Pattern):
+                matches = bool(m) and path.fullmatch(request_path) is not None
+            else:
+                matches = bool(m) and request_path == path
+            if matches:
                 out.append(
                     {
                         "status": int(m["status"]),
@@ -572,8 +738,11 @@ def run_empty(side, log: AccessLog, count: int, warmup: int) -> Phase:
     return phase
 
 
-def server_stats(lines: list[str], path: str, orders_per_request: int) -> dict:
-    reqs = AccessLog.requests(lines, path)
+def server_stats(lines: list[str], path, orders_per_request: int, reqs=None) -> dict:
+    """What the server logged: query counts and times of ``path``'s requests
+    (or of the given access lines ``reqs``), and the problems among ``lines``."""
+    if reqs is None:
+        reqs = AccessLog.requests(lines, path)
     stats = AccessLog.problems(lines)
     stats["access_lines"] = len(reqs)
     if reqs:
@@ -711,6 +880,124 @@ def measure(sides: list, log: AccessLog, scale: dict, args, cpu: CpuMeter) -> di
                 ).to_json(kwargs.get("batch", 1))
             result["cpu"] = CpuMeter.usage(before, cpu.sample())
             out[side.name][phase] = result
+    return out
+
+
+# --------------------------------------------------------------------------
+# payments
+
+
+def _payment_json(phase: Phase, unit: str) -> dict:
+    """A payment phase's figures, named after what it counts."""
+    out = phase.to_json()
+    out[f"{unit}s"] = out.pop("orders_created")
+    out.pop("orders_per_s")  # one payment after another, each after its draft
+    out.pop("wall_s")
+    server = out["server"]
+    if "queries_per_order" in server:
+        server[f"queries_per_{unit}"] = server.pop("queries_per_order")
+    return out
+
+
+def run_payments(side, log: AccessLog, *, count: int, warmup: int, deadline_s: float) -> dict:
+    """``warmup`` then ``count`` payments, one after another, each of a draft
+    order made just before it (not timed); then, for a side that has replays,
+    each measured payment sent again with its key.
+
+    Stock's draft and payment go to the same URL: the server figures of the
+    payment ``k`` are those of the first access line of its path logged
+    between the mark taken just before it and the mark of payment ``k + 1``
+    (its access line is written before its response, the next draft is sent
+    after that response).
+    """
+    drafts = Phase(f"{side.name}_payment_drafts")
+    pays = Phase(f"{side.name}_payment")
+    warmup_errors: Counter = Counter()
+    measured = []  # (log mark before the payment, the draft, its error)
+    path = STOCK_SYNC_PATH if side.name == "stock" else OURS_PAYMENTS_RE
+    stop_at = time.perf_counter() + deadline_s
+    for i in range(warmup + count):
+        if time.perf_counter() > stop_at:
+            pays.truncated = True
+            break
+        reply, draft, error = side.draft()
+        drafts.record(reply, 1, error)
+        if error:
+            if drafts.errors >= 5 and not drafts.latencies:
+                break  # the drafts do not work at all: say so, do not insist
+            continue
+        offset = log.mark()
+        reply, error = side.pay(draft)
+        if i < warmup:
+            if error:
+                warmup_errors[error[:160]] += 1
+            continue
+        pays.connects.append(reply.connect_s)
+        pays.record(reply, 1, error)
+        measured.append((offset, draft, error))
+        if not error:
+            pays.orders += 1
+    windows = log.windows([offset for offset, _draft, _error in measured])
+    reqs, unattributed = [], 0
+    for (_offset, _draft, error), lines in zip(measured, windows):
+        found = AccessLog.requests(lines, path)[:1]
+        if not error:
+            reqs += found
+            unattributed += not found
+    pays.server = server_stats([line for lines in windows for line in lines], path, 1, reqs)
+    pays.server["figures_of"] = "successful payments"
+    if unattributed:
+        pays.server["payments_without_access_line"] = unattributed
+    out = {
+        "payment": _payment_json(pays, "payment"),
+        "warmup": {"payments": warmup, "error_kinds": dict(warmup_errors)},
+        "drafts": {
+            "requests": drafts.requests,
+            "errors": drafts.errors,
+            "error_kinds": dict(drafts.error_kinds.most_common(5)),
+            "latency_ms": summary_ms(drafts.latencies),
+        },
+    }
+    paid = [draft for _offset, draft, error in measured if not error]
+    if hasattr(side, "replay") and paid:
+        replays = Phase(f"{side.name}_payment_replay")
+        mark = log.mark()
+        for draft in paid:
+            reply, error = side.replay(draft)
+            replays.connects.append(reply.connect_s)
+            replays.record(reply, 1, error)
+            replays.orders += not error
+        replays.server = server_stats(log.since(mark), path, 1)
+        out["replay"] = _payment_json(replays, "replay")
+        # Not timed: the replays took no second payment.
+        counts = Counter(side.payments_count(draft) for draft in paid)
+        out["replay"]["payments_per_order_after"] = {str(k): n for k, n in counts.items()}
+    return out
+
+
+def measure_payments(sides: list, log: AccessLog, scale: dict, args, cpu: CpuMeter) -> dict:
+    """The payment phase of every side in turn, warm-up first."""
+    out = {}
+    for side in sides:
+        print(
+            f"[bench] {side.name}: payments, {scale['payment_warmup']} warm-up then "
+            f"{scale['payments']}, each of a draft made just before",
+            file=sys.stderr,
+        )
+        before = cpu.sample()
+        try:
+            result = run_payments(
+                side,
+                log,
+                count=scale["payments"],
+                warmup=scale["payment_warmup"],
+                deadline_s=args.phase_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - keep the order figures of the run
+            traceback.print_exc()
+            result = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+        result["cpu"] = CpuMeter.usage(before, cpu.sample())
+        out[side.name] = result
     return out
 
 
@@ -858,6 +1145,120 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+def markdown_payments(results: dict, alone: bool = False) -> str:
+    """The payment table; ``alone``: without the order table and its conditions."""
+    pay = results.get("payment") or {}
+    c = pay.get("conditions") or {}
+    stock, ours = pay.get("stock") or {}, pay.get("ours") or {}
+    rows = [
+        # label, keys, how to compare (time | count | None)
+        ("payment of a draft order, p50 (ms)", ("payment", "latency_ms", "p50"), "time"),
+        ("payment of a draft order, p99 (ms)", ("payment", "latency_ms", "p99"), "time"),
+        ("SQL queries per payment", ("payment", "server", "queries_per_payment"), "count"),
+        (
+            "server time per payment, p50 (ms, access log)",
+            ("payment", "server", "server_ms", "p50"),
+            "time",
+        ),
+        ("payments measured", ("payment", "payments"), None),
+        ("payment errors", ("payment", "errors"), None),
+        (
+            "replay, same Idempotency-Key, p50 (ms)",
+            ("replay", "latency_ms", "p50"),
+            None,
+        ),
+        ("replay, same Idempotency-Key, p99 (ms)", ("replay", "latency_ms", "p99"), None),
+        ("SQL queries per replay", ("replay", "server", "queries_per_replay"), None),
+    ]
+    out = ["| payment | stock Odoo 18 | ours | ratio |", "|---|---:|---:|---:|"]
+    for label, keys, kind in rows:
+        s, o = _get(stock, *keys), _get(ours, *keys)
+        if kind == "count":
+            ratio = f"{s / o:.1f}{TIMES} fewer" if s and o else "—"
+        elif kind:
+            ratio = _ratio(s, o, False)
+        else:
+            ratio = "—"
+        s_txt = _fmt(s) if stock else "n/a"
+        o_txt = _fmt(o) if ours else "n/a"
+        out.append(f"| {label} | {s_txt} | {o_txt} | {ratio} |")
+    out.append("")
+    out.append(
+        f"Payment: per side, {c.get('payments')} payments one after another after "
+        f"{c.get('warmup')} warm-up ones, each of the benchmark order made a draft just "
+        "before it (not timed), at the same table. Stock: the draft pushed through "
+        '`sync_from_ui` (`state: "draft"`, no payment), then the same uuid again with '
+        'its id, one cash payment line for the total and `state: "paid"`, as the POS UI '
+        "finalizes an order it synced as a draft; only that second call is timed. Ours: the "
+        "draft created by `POST /pos_api/v1/orders`, then `POST /pos_api/v1/orders/{id}/"
+        "payments` with a fresh `Idempotency-Key` and one cash tender for the total, as the "
+        "demo waiter tablet; a replay is the same call sent again (same key, same body) after "
+        "all payments, answered from the saved response. Stock makes the paid order's picking "
+        "and costs inside the request; ours flags them for its "
+        "follow-up cron step (`api_followup_pending`), off the request path, which does not "
+        "run during the benchmark (no cron thread). Latency is client-side, connect included, "
+        "of successful payments; SQL queries and server time are those of the payment's own "
+        "access-log line, median over successful payments."
+    )
+    if alone:
+        rc = results["conditions"]
+        pg = rc["postgres"]
+        out.append("")
+        out.append(
+            f"Conditions: {rc['date']}; {rc['cpu_count']} cores ({rc['cpu_model']}), shared; "
+            f"Odoo {rc['odoo_version']}, {rc['workers']} HTTP workers, no cron thread; "
+            f"PostgreSQL {pg['version'].split()[0]} (fsync {pg['fsync']}, synchronous_commit "
+            f"{pg['synchronous_commit']}); client and servers on one machine over loopback. "
+            f"Order: {rc['order']}. Company stock update: {rc['update_stock_quantities']}."
+        )
+    noise = []
+    for name, side in (("stock", stock), ("ours", ours)):
+        other = _get(side, "cpu", "other_cores")
+        if other is not None:
+            noise.append(f"{name} {other:.2f}")
+    if noise:
+        out.append("")
+        out.append(
+            "Other processes on the machine during the payment phase, in cores: "
+            + "; ".join(noise)
+            + "."
+        )
+    problems = []
+    for name, side in (("stock", stock), ("ours", ours)):
+        if side.get("failed"):
+            problems.append(f"{name}: the phase failed: {side['failed']}")
+        for part in ("drafts", "payment", "replay"):
+            kinds = _get(side, part, "error_kinds")
+            if kinds:
+                problems.append(
+                    f"{name} {part}: "
+                    + "; ".join(f"{n} {TIMES} {kind}" for kind, n in kinds.items())
+                )
+        after = _get(side, "replay", "payments_per_order_after")
+        if after and set(after) != {"1"}:
+            problems.append(f"{name} replay: payments per order afterwards {after}")
+    if problems:
+        out.append("")
+        out.append("Errors: " + " | ".join(problems) + ".")
+    logged = []
+    for name, side in (("stock", stock), ("ours", ours)):
+        for part in ("payment", "replay"):
+            levels = _get(side, part, "server", "log_levels") or {}
+            count = levels.get("ERROR", 0) + levels.get("CRITICAL", 0)
+            if count:
+                sample = (_get(side, part, "server", "error_samples") or [""])[0]
+                sample = re.sub(r"^\S+ \S+ \d+ ", "", sample)[:120]
+                logged.append(f"{name} {part}: {count} (first: `{sample}`)")
+    if logged:
+        out.append("")
+        out.append(
+            "ERROR lines in the server log while the requests above succeeded: "
+            + " | ".join(logged)
+            + "."
+        )
+    return "\n".join(out)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -890,6 +1291,15 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--request-timeout", type=float, default=180)
     ap.add_argument("--only", choices=["stock", "ours", "both"], default="both")
+    ap.add_argument(
+        "--payments",
+        type=int,
+        help="payments measured per side (scale default; 0: no payment phase)",
+    )
+    ap.add_argument("--payment-warmup", type=int, help="warm-up payments (scale default)")
+    ap.add_argument(
+        "--only-payments", action="store_true", help="the payment phase alone, no order phase"
+    )
     ap.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument(
         "--own-pids",
@@ -904,6 +1314,12 @@ def main(argv=None) -> int:
     scale = dict(SCALES[args.scale])
     if args.load:
         scale["load"] = args.load
+    if args.payments is not None:
+        scale["payments"] = max(0, args.payments)
+    if args.payment_warmup is not None:
+        scale["payment_warmup"] = max(0, args.payment_warmup)
+    if args.only_payments and not scale["payments"]:
+        ap.error("--only-payments with no payment to measure")
     http_ = Http(args.url, args.request_timeout)
     log = AccessLog(args.log)
     lines = fixture["lines"]
@@ -959,12 +1375,44 @@ def main(argv=None) -> int:
     if args.only == "stock":
         results["ours_status"] = "not measured (--only stock)"
     cpu = CpuMeter(args.own_pids)
-    results.update(measure(sides, log, scale, args, cpu))
+    conditions["phases"] = (["orders"] if not args.only_payments else []) + (
+        ["payments"] if scale["payments"] else []
+    )
+    if not args.only_payments:
+        results.update(measure(sides, log, scale, args, cpu))
+    if scale["payments"]:
+        results["payment"] = {
+            "conditions": {
+                "payments": scale["payments"],
+                "warmup": scale["payment_warmup"],
+                "order": conditions["order"],
+                "stock": "sync_from_ui of the order as a draft (state draft, no payment; "
+                "not timed), then of the same uuid with its id, one cash payment line for "
+                "the total and state paid (timed)",
+                "ours": f"POST {OURS_ORDER_PATH} as a draft (not timed), then POST "
+                f"{OURS_PAYMENTS_PATH} with a fresh Idempotency-Key and one cash tender for "
+                "the total (timed), as the demo waiter tablet; replay: each measured call "
+                "sent again with its key and body after all payments (timed)",
+                "stock_followup": "picking and costs made inside the request "
+                f"(update_stock_quantities {fixture['update_stock_quantities']})",
+                "ours_followup": "picking and costs flagged for the follow-up cron step "
+                "(api_followup_pending), which does not run during the benchmark "
+                "(--max-cron-threads 0)",
+                "server_figures": "query_count and times of each successful payment's own "
+                "access-log line; medians",
+            },
+            **measure_payments(sides, log, scale, args, cpu),
+        }
     conditions["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = args.stamp or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    table = markdown(results)
+    parts = [] if args.only_payments else [markdown(results)]
+    if results.get("payment"):
+        parts.append(markdown_payments(results, alone=args.only_payments))
+        if args.only_payments and results.get("ours_status"):
+            parts.append(f"Ours: {results['ours_status']}.")
+    table = "\n\n".join(parts)
     results["markdown"] = table
     out = args.results / f"{stamp}.json"
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -162,6 +162,10 @@ class PosApiController(http.Controller):
         canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(f"{scope}\n{canonical}".encode()).hexdigest()
         keys = request.env["pos.api.idempotency"].sudo()
+        if keys.search_count(
+            [("company_id", "=", device.company_id.id), ("key", "=", key)], limit=1
+        ):
+            return self._replay_key(device, key, digest)
         try:
             with request.env.cr.savepoint():
                 record = keys.create(
@@ -349,13 +353,14 @@ class PosApiController(http.Controller):
         return response
 
     def _create_one(self, device, payload):
-        """Create, or replay the first response for this uuid.
-
-        The unique constraint on the uuid is the check: a first creation
-        costs no look-up, a retry fails the insert and is answered from what
-        the first request stored.
-        """
+        """Create, or replay the first response for this uuid. The unique
+        constraint on the uuid guards concurrent duplicates."""
         digest = _request_hash(payload)
+        # A sequential retry is answered from what the first request stored
+        # (one indexed look-up); only a concurrent duplicate reaches the insert.
+        replay = self._replay(request.env, device, payload, digest)
+        if replay:
+            return replay
         try:
             with request.env.cr.savepoint():
                 order = request.env["pos.order"]._api_create(payload, device)
