@@ -180,7 +180,12 @@ class PosApiController(http.Controller):
         except IntegrityError:
             request.env.invalidate_all(flush=False)
             return self._replay_key(device, key, digest)
-        status, payload = call()
+        try:
+            status, payload = call()
+        except PosApiError as exc:
+            if exc.keep_writes:  # an outcome that stands (a declined card): replay it too
+                record.write({"status": exc.status, "response": json.dumps(exc.to_dict())})
+            raise
         record.write({"status": status, "response": json.dumps(payload)})
         return status, payload
 
@@ -441,6 +446,33 @@ class PosApiController(http.Controller):
             pos_api_device_id=device.id,
             pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
         )._api_pay(body.payments, body.tip, device)
+        return 200, self._order_payload(order)
+
+    def _authorization(self, device, order_id, authorization_id):
+        order = self._order(device, order_id)
+        authorization = request.env["pos.api.authorization"].search(
+            [("id", "=", authorization_id), ("order_id", "=", order.id)]
+        )
+        if not authorization:
+            raise NotFound(
+                "No such authorization on this order.",
+                details={"authorization_id": authorization_id},
+            )
+        return order, authorization.with_context(
+            pos_api_device_id=device.id,
+            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
+        )
+
+    @endpoint("authorization_capture")
+    def authorization_capture(self, device, body, order_id, authorization_id):
+        order, authorization = self._authorization(device, order_id, authorization_id)
+        authorization._capture(device)
+        return 200, self._order_payload(order)
+
+    @endpoint("authorization_void")
+    def authorization_void(self, device, body, order_id, authorization_id):
+        order, authorization = self._authorization(device, order_id, authorization_id)
+        authorization._void()
         return 200, self._order_payload(order)
 
     @endpoint("order_tip")

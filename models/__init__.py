@@ -1,4 +1,5 @@
 from . import (
+    pos_api_authorization,
     pos_api_device,
     pos_api_idempotency,
     pos_api_printer,

@@ -535,6 +535,19 @@ class PosOrder(models.Model):
             "kitchen_ready_at": self.kitchen_ready_at or None,
             "served_at": self.served_at or None,
         }
+        authorizations = (
+            self.env["pos.api.authorization"].sudo().search([("order_id", "=", self.id)])
+        )
+        result["authorizations"] = [
+            {
+                "id": auth.id,
+                "payment_method_id": auth.payment_method_id.id,
+                "amount": _dec(auth.amount, digits),
+                "terminal_ref": auth.terminal_ref or None,
+                "state": auth.state,
+            }
+            for auth in authorizations
+        ]
         if with_history:
             result["history"] = [
                 {

@@ -5,8 +5,9 @@ from odoo import api, fields, models
 from odoo.fields import Command
 from odoo.tools import float_compare, float_is_zero
 
+from ..pos_core import audit
 from ..pos_core import lifecycle as lc
-from ..pos_core.exceptions import Conflict, InvalidInput
+from ..pos_core.exceptions import Conflict, InvalidInput, PaymentDeclined
 
 
 class PosOrder(models.Model):
@@ -48,22 +49,33 @@ class PosOrder(models.Model):
         self.ensure_one()
         self._api_check_payable()
         currency = self.currency_id
+        declined = [tender for tender in tenders if tender.declined]
+        if declined:
+            self._api_record_declined(declined)
         if tip:
             self._api_add_tip_line(float(tip))
         due = self._api_due()
         applied = 0.0
-        payments = []
+        payments, authorizations = [], []
         now = fields.Datetime.now()
         for tender in tenders:
             method = self._api_methods(tender.payment_method_id)
-            if tender.currency and tender.currency.upper() != currency.name:
-                raise InvalidInput(
-                    f"The order is in {currency.name}, not {tender.currency.upper()}.",
-                    code="currency_mismatch",
-                    details={"order_currency": currency.name, "currency": tender.currency},
-                )
+            self._api_check_currency(tender)
             amount = float(tender.amount)
             applied += amount
+            if tender.authorize_only:
+                if method.is_cash_count:
+                    raise InvalidInput("Cash is not pre-authorized.", code="authorize_not_card")
+                authorizations.append(
+                    {
+                        "company_id": self.company_id.id,
+                        "order_id": self.id,
+                        "payment_method_id": method.id,
+                        "amount": amount,
+                        "terminal_ref": tender.terminal_ref or False,
+                    }
+                )
+                continue
             paid = amount
             if tender.tendered is not None:
                 if not method.is_cash_count:
@@ -97,23 +109,79 @@ class PosOrder(models.Model):
                         "name": "return",
                     }
                 )
-        if float_compare(applied, due, precision_rounding=currency.rounding) > 0:
+        held = sum(
+            self.env["pos.api.authorization"]
+            .search([("order_id", "=", self.id), ("state", "=", "authorized")])
+            .mapped("amount")
+        )
+        if float_compare(applied + held, due, precision_rounding=currency.rounding) > 0:
             raise InvalidInput(
                 "The payments exceed what is due.",
                 code="overpayment",
-                details={"due": due, "applied": currency.round(applied)},
+                details={
+                    "due": due,
+                    "applied": currency.round(applied),
+                    "authorized": currency.round(held),
+                },
+            )
+        if authorizations:
+            created = self.env["pos.api.authorization"].create(authorizations)
+            self.env["pos.payment.audit"]._enqueue(
+                [authorization._audit(audit.AUTHORIZED) for authorization in created]
             )
         self.env["pos.payment"].create(payments)
         self.amount_paid = sum(self.payment_ids.mapped("amount"))
-        if float_is_zero(self._api_due(), precision_rounding=currency.rounding):
-            if self.api_flow == lc.DINE_IN and self.api_state in (lc.DRAFT, lc.VALIDATED):
-                # Paid before the kitchen started: a pay-first order after all.
-                self.with_context(pos_api_transition=True).api_flow = lc.PAY_FIRST
-            path = lc.path_to(self.api_flow, self.api_state, lc.PAID)
-            self.with_context(pos_api_defer_followup=True)._api_transition_path(
-                path, device=device, reason="paid"
-            )
+        self._api_settle_if_paid(device)
         return self
+
+    def _api_check_currency(self, tender):
+        currency = self.currency_id
+        if tender.currency and tender.currency.upper() != currency.name:
+            raise InvalidInput(
+                f"The order is in {currency.name}, not {tender.currency.upper()}.",
+                code="currency_mismatch",
+                details={"order_currency": currency.name, "currency": tender.currency},
+            )
+
+    def _api_record_declined(self, tenders):
+        """A declined tender pays nothing; it is kept as a ``failed`` audit
+        event, which survives the error response (PaymentDeclined keeps the
+        request's writes, and nothing else was written)."""
+        events = []
+        for tender in tenders:
+            method = self._api_methods(tender.payment_method_id)
+            self._api_check_currency(tender)
+            events.append(
+                {
+                    "company_id": self.company_id.id,
+                    "event": audit.FAILED,
+                    "order_res_id": self.id,
+                    "order_name": self.pos_reference or self.name,
+                    "amount": float(tender.amount),
+                    "currency_id": self.currency_id.id,
+                    "payment_method_id": method.id,
+                    "terminal_ref": tender.terminal_ref or None,
+                    "order_state_before": self.api_state,
+                }
+            )
+        self.env["pos.payment.audit"]._enqueue(events)
+        raise PaymentDeclined(
+            "The payment terminal declined the payment.",
+            details={"declined": [tender.payment_method_id for tender in tenders]},
+        )
+
+    def _api_settle_if_paid(self, device):
+        """Once the bill is covered, the order is paid in the lifecycle and
+        in Odoo."""
+        if not float_is_zero(self._api_due(), precision_rounding=self.currency_id.rounding):
+            return
+        if self.api_flow == lc.DINE_IN and self.api_state in (lc.DRAFT, lc.VALIDATED):
+            # Paid before the kitchen started: a pay-first order after all.
+            self.with_context(pos_api_transition=True).api_flow = lc.PAY_FIRST
+        path = lc.path_to(self.api_flow, self.api_state, lc.PAID)
+        self.with_context(pos_api_defer_followup=True)._api_transition_path(
+            path, device=device, reason="paid"
+        )
 
     # ------------------------------------------------------------------
     # tips

@@ -156,6 +156,20 @@ ROUTES: tuple[Route, ...] = (
         idempotent=True,
         tags=("payments",),
     ),
+    *(
+        Route(
+            f"authorization_{action}",
+            "POST",
+            f"/orders/{{order_id}}/authorizations/{{authorization_id}}/{action}",
+            f"{action.capitalize()} a card pre-authorization; Idempotency-Key required",
+            s.OrderEnvelope,
+            request=s.TransitionIn,
+            roles=PAYERS,
+            idempotent=True,
+            tags=("payments",),
+        )
+        for action in ("capture", "void")
+    ),
     Route(
         "order_tip",
         "POST",

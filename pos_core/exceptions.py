@@ -57,3 +57,12 @@ class PayloadTooLarge(PosApiError):
 class UnsupportedMediaType(PosApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class PaymentDeclined(PosApiError):
+    """The terminal declined a payment: nothing is paid, but the failed
+    attempt is kept in the audit trail."""
+
+    status = 402
+    code = "payment_declined"
+    keep_writes = True

@@ -79,6 +79,12 @@ class TenderIn(Input):
     currency: Annotated[str, Field(min_length=3, max_length=3)] | None = Field(
         None, description="ISO code; must be the order's currency when given."
     )
+    authorize_only: bool = Field(
+        False, description="Card pre-authorization: captured or voided later."
+    )
+    declined: bool = Field(
+        False, description="The terminal declined it: recorded as a failed payment (402)."
+    )
 
 
 class PaymentsIn(Input):
@@ -197,6 +203,14 @@ class LineOut(Output):
     price_override: bool = False
 
 
+class AuthorizationOut(Output):
+    id: int
+    payment_method_id: int
+    amount: Decimal
+    terminal_ref: str | None = None
+    state: str
+
+
 class PaymentOut(Output):
     id: int
     payment_method_id: int
@@ -231,6 +245,7 @@ class OrderOut(Output):
     lines: list[LineOut]
     payments: list[PaymentOut]
     history: list[HistoryOut] = []
+    authorizations: list[AuthorizationOut] = []
     write_date: datetime
     kitchen_started_at: datetime | None = None
     kitchen_ready_at: datetime | None = None

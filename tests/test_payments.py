@@ -287,3 +287,101 @@ class TestPaymentApi(PosApiHttpCommon):
         self.assertIsNone(result["first_broken"])
         status, error = self._call("GET", "/audit/verify", device=self.cashier)
         self.assertEqual((status, error["error"]["code"]), (403, "role_forbidden"))
+
+    def test_card_authorization_capture_and_void_are_audited(self):
+        order = self._draft()
+        audit = self.env["pos.payment.audit"]
+        total = f"{order.amount_total:.2f}"
+        status, result = self._pay(
+            order,
+            {
+                "payments": [
+                    {
+                        "payment_method_id": self.card_method.id,
+                        "amount": total,
+                        "authorize_only": True,
+                        "terminal_ref": "AUTH-1",
+                    }
+                ]
+            },
+        )
+        self.assertEqual(status, 200, result)
+        self.assertEqual(order.state, "draft", "an authorization pays nothing yet")
+        self.assertFalse(order.payment_ids)
+        [authorization] = result["order"]["authorizations"]
+        self.assertEqual(authorization["state"], "authorized")
+        events = audit.search([("order_res_id", "=", order.id)]).mapped("event")
+        self.assertEqual(events, ["authorized"])
+        path = f"/orders/{order.id}/authorizations/{authorization['id']}"
+        key = str(uuid.uuid4())
+        status, result = self._call(
+            "POST", f"{path}/capture", {}, device=self.cashier, headers={"Idempotency-Key": key}
+        )
+        self.assertEqual(status, 200, result)
+        self.assertEqual((order.state, order.api_state), ("paid", "paid"))
+        self.assertEqual(order.payment_ids.transaction_id, "AUTH-1")
+        status, error = self._call(
+            "POST",
+            f"{path}/void",
+            {},
+            device=self.cashier,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.assertEqual((status, error["error"]["code"]), (409, "authorization_closed"))
+        self.assertEqual(
+            audit.search([("order_res_id", "=", order.id)]).mapped("event"),
+            ["authorized", "captured"],
+        )
+        other = self._draft()
+        status, result = self._pay(
+            other,
+            {
+                "payments": [
+                    {
+                        "payment_method_id": self.card_method.id,
+                        "amount": "5.00",
+                        "authorize_only": True,
+                    }
+                ]
+            },
+        )
+        auth_id = result["order"]["authorizations"][0]["id"]
+        status, result = self._call(
+            "POST",
+            f"/orders/{other.id}/authorizations/{auth_id}/void",
+            {},
+            device=self.cashier,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.assertEqual(status, 200, result)
+        self.assertEqual(result["order"]["authorizations"][0]["state"], "voided")
+        self.assertEqual(
+            audit.search([("order_res_id", "=", other.id)]).mapped("event"),
+            ["authorized", "voided"],
+        )
+        self.assertTrue(audit._verify(self.env.company)["ok"])
+
+    def test_declined_card_is_a_failed_event_and_pays_nothing(self):
+        order = self._draft()
+        body = {
+            "payments": [
+                {
+                    "payment_method_id": self.card_method.id,
+                    "amount": "3.00",
+                    "declined": True,
+                    "terminal_ref": "DECL-9",
+                }
+            ]
+        }
+        status, error = self._pay(order, body, key="declined-1")
+        self.assertEqual((status, error["error"]["code"]), (402, "payment_declined"))
+        self.assertFalse(order.payment_ids)
+        self.assertEqual(order.state, "draft")
+        failed = self.env["pos.payment.audit"].search([("order_res_id", "=", order.id)])
+        self.assertEqual(failed.mapped("event"), ["failed"])
+        self.assertEqual(failed.terminal_ref, "DECL-9")
+        again, replay = self._pay(order, body, key="declined-1")
+        self.assertEqual((again, replay), (status, error))
+        self.assertEqual(
+            len(self.env["pos.payment.audit"].search([("order_res_id", "=", order.id)])), 1
+        )
