@@ -439,13 +439,19 @@ class PosApiController(http.Controller):
         result = request.env["pos.payment.audit"]._verify(device.company_id)
         return 200, _dump(s.AuditVerifyOut, result)
 
+    @staticmethod
+    def _audited(records, device):
+        """Records whose payments the audit trail attributes to the device
+        and to the call's Idempotency-Key."""
+        return records.with_context(
+            pos_api_device_id=device.id,
+            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
+        )
+
     @endpoint("order_payments")
     def order_payments(self, device, body, order_id):
         order = self._order(device, order_id)
-        order.with_context(
-            pos_api_device_id=device.id,
-            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
-        )._api_pay(body.payments, body.tip, device)
+        self._audited(order, device)._api_pay(body.payments, body.tip, device)
         return 200, self._order_payload(order)
 
     def _authorization(self, device, order_id, authorization_id):
@@ -458,10 +464,7 @@ class PosApiController(http.Controller):
                 "No such authorization on this order.",
                 details={"authorization_id": authorization_id},
             )
-        return order, authorization.with_context(
-            pos_api_device_id=device.id,
-            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
-        )
+        return order, self._audited(authorization, device)
 
     @endpoint("authorization_capture")
     def authorization_capture(self, device, body, order_id, authorization_id):
@@ -478,20 +481,22 @@ class PosApiController(http.Controller):
     @endpoint("order_tip")
     def order_tip(self, device, body, order_id):
         order = self._order(device, order_id)
-        order.with_context(
-            pos_api_device_id=device.id,
-            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
-        )._api_tip(body.amount, body.payment_method_id, device)
+        self._audited(order, device)._api_tip(body.amount, body.payment_method_id, device)
         return 200, self._order_payload(order)
 
     @endpoint("order_refund")
     def order_refund(self, device, body, order_id):
         order = self._order(device, order_id)
-        refund = order.with_context(
-            pos_api_device_id=device.id,
-            pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),
-        )._api_refund(body.lines, body.payment_method_id, body.reason, device)
-        return 200, _dump(s.RefundOut, order._api_refund_response(order, refund))
+        refund = self._audited(order, device)._api_refund(
+            body.lines, body.payment_method_id, body.reason, device
+        )
+        return 200, _dump(
+            s.RefundOut,
+            {
+                "order": order._api_to_dict(with_history=True),
+                "refund": refund._api_to_dict(with_history=True),
+            },
+        )
 
     @endpoint("order_bill")
     def order_bill(self, device, body, order_id):

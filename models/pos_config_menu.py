@@ -88,7 +88,7 @@ class PosConfig(models.Model):
             },
             "payment_method_ids": frozenset(self.payment_method_ids.ids),
             "floor_ids": frozenset(self.floor_ids.ids),
-            "currency_name": currency.name,
+            "currency_id": currency.id,
             "digits": currency.decimal_places,
             "currency": billing.Currency(rounding=_dec(currency.rounding, 6)),
             "rounding_method": self.company_id.tax_calculation_rounding_method,

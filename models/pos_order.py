@@ -190,13 +190,16 @@ class PosOrder(models.Model):
             self._api_check_validation(device)
         if transition.needs_payment and self.state == "draft":
             self._api_mark_paid()
-        if target == lc.CANCEL:
-            if transition.needs_refund:
-                raise Conflict(
-                    "A paid order is cancelled by refunding it through the payments flow.",
-                    code="refund_required",
-                    details={"order_id": self.id, "state": self.api_state},
+        if target == lc.CANCEL and transition.needs_refund:
+            # A paid order is cancelled by refunding it in full (unless the
+            # refund flow itself is cancelling it); Odoo keeps it paid.
+            if not self.env.context.get("pos_api_refunding"):
+                method = self.payment_ids.filtered(lambda p: p.amount > 0 and not p.is_change)[:1]
+                self._api_refund(
+                    None, method.payment_method_id.id, "cancelled", device, cancel=False
                 )
+            self.api_refunded = True
+        elif target == lc.CANCEL:
             self.action_pos_order_cancel()
         if target == lc.INVOICED and self.state != "invoiced":
             if not self.partner_id:

@@ -216,7 +216,7 @@ class PosOrder(models.Model):
             products = self.env["product.product"].browse([pid for pid, _qty in missing])
             computed = self._api_pricelist_prices(
                 self.env["product.pricelist"].browse(menu["pricelist_id"]),
-                self.env["res.currency"].search([("name", "=", menu["currency_name"])], limit=1),
+                self.env["res.currency"].browse(menu["currency_id"]),
                 [
                     (product, qty, self.env["product.template.attribute.value"])
                     for product, (_pid, qty) in zip(products, missing)

@@ -1,7 +1,7 @@
 """Payments, tips and refunds through the device API, on real ``pos.payment``
 records so that Odoo's session closing, accounting and reports see them."""
 
-from odoo import api, fields, models
+from odoo import fields, models
 from odoo.fields import Command
 from odoo.tools import float_compare, float_is_zero
 
@@ -352,22 +352,3 @@ class PosOrder(models.Model):
                 lc.CANCEL, reason=reason or "refunded", device=device
             )
         return refund
-
-    def _api_side_effects(self, transition, device):
-        """A paid order is cancelled by refunding it in full."""
-        if transition.target == lc.CANCEL and transition.needs_refund:
-            if not self.env.context.get("pos_api_refunding"):
-                method = self.payment_ids.filtered(lambda p: p.amount > 0 and not p.is_change)[:1]
-                self._api_refund(
-                    None, method.payment_method_id.id, "cancelled", device, cancel=False
-                )
-            self.api_refunded = True
-            return None
-        return super()._api_side_effects(transition, device)
-
-    @api.model
-    def _api_refund_response(self, order, refund):
-        return {
-            "order": order._api_to_dict(with_history=True),
-            "refund": refund._api_to_dict(with_history=True),
-        }
