@@ -106,7 +106,10 @@ class PosApiController(http.Controller):
             raise Unauthorized("A device bearer token is required.", code="missing_token")
         devices = request.env["pos.api.device"].with_context(active_test=False)
         claims = tokens.decode(devices._jwt_secret(), token.strip(), tokens.ACCESS)
-        device = devices.browse(claims.device_id).exists()
+        device = devices.search_fetch(
+            [("id", "=", claims.device_id)],
+            ["active", "token_version", "config_id", "role", "company_id", "user_id"],
+        )
         if (
             not device
             or not device.active
@@ -247,8 +250,10 @@ class PosApiController(http.Controller):
         return order
 
     @staticmethod
-    def _order_payload(order, with_history=True):
-        return _dump(s.OrderEnvelope, {"order": order._api_to_dict(with_history=with_history)})
+    def _order_payload(order, with_history=True, fresh=False):
+        return _dump(
+            s.OrderEnvelope, {"order": order._api_to_dict(with_history=with_history, fresh=fresh)}
+        )
 
     # ------------------------------------------------------------------
     # meta and auth
@@ -312,13 +317,13 @@ class PosApiController(http.Controller):
                 with request.env.cr.savepoint():
                     created = orders._api_create_prepared([item[2] for item in todo], device)
                     for (index, payload, _prepared), order in zip(todo, created):
-                        results[index] = (201, self._store_response(order, payload))
+                        results[index] = (201, self._store_response(order, payload, True))
             except Exception:  # noqa: BLE001 - fall back to one savepoint per order
                 request.env.invalidate_all(flush=False)
                 for index, payload, _prepared in todo:
                     try:
                         with request.env.cr.savepoint():
-                            results[index] = self._create_one(device, payload)
+                            results[index] = self._create_one(device, payload, savepoint=True)
                     except Exception as exc:  # noqa: BLE001
                         request.env.invalidate_all(flush=False)
                         results[index] = self._error_payload(exc)
@@ -349,32 +354,42 @@ class PosApiController(http.Controller):
             },
         )
 
-    def _store_response(self, order, payload):
+    def _store_response(self, order, payload, fresh=False):
         """The first response of a creation, kept for replays."""
-        response = self._order_payload(order)
+        response = self._order_payload(order, fresh=fresh)
         order.sudo().write(
             {"api_request_hash": _request_hash(payload), "api_response": json.dumps(response)}
         )
         return response
 
-    def _create_one(self, device, payload):
-        """Create, or replay the first response for this uuid. The unique
-        constraint on the uuid guards concurrent duplicates."""
+    def _create_one(self, device, payload, savepoint=False):
+        """Create, or replay the first response for this uuid.
+
+        The unique constraint on the uuid is the one guard: a retry, whether
+        sequential or concurrent, fails (its insert, or a check that no longer
+        holds, e.g. a product since withdrawn) and is then answered from what
+        the first request stored. Alone in its request, the creation needs no
+        savepoint: the failed transaction is rolled back whole (the request
+        wrote nothing before it) and the replay read from a fresh snapshot.
+        Inside a batch, ``savepoint`` keeps the other orders.
+        """
         digest = _request_hash(payload)
-        # A sequential retry is answered from what the first request stored
-        # (one indexed look-up); only a concurrent duplicate reaches the insert.
-        replay = self._replay(request.env, device, payload, digest)
-        if replay:
-            return replay
         try:
-            with request.env.cr.savepoint():
+            if savepoint:
+                with request.env.cr.savepoint():
+                    order = request.env["pos.order"]._api_create(payload, device)
+            else:
                 order = request.env["pos.order"]._api_create(payload, device)
-                return 201, self._store_response(order, payload)
-        except IntegrityError:
+            return 201, self._store_response(order, payload, fresh=True)
+        except (IntegrityError, PosApiError) as exc:
+            if not savepoint:
+                request.env.cr.rollback()
             request.env.invalidate_all(flush=False)
             replay = self._replay(request.env, device, payload, digest)
             if replay:
                 return replay
+            if not isinstance(exc, IntegrityError):
+                raise
             # Not visible yet: a concurrent request committed it after this
             # transaction began; read it from a fresh one.
             with request.env.registry.cursor() as cr:

@@ -133,6 +133,7 @@ class PosOrder(models.Model):
     def _api_history_vals(self, from_state, to_state, source, reason=None, device=None):
         return {
             "order_id": self.id,
+            "company_id": self.company_id.id,
             "from_state": from_state,
             "to_state": to_state,
             "source": source,

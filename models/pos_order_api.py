@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from odoo import api, fields, models
 from odoo.fields import Command
+from odoo.tools import SQL
 
 from ..pos_core import billing
 from ..pos_core import lifecycle as lc
@@ -28,6 +29,15 @@ class PosOrder(models.Model):
         index="btree_not_null",
         help="Paid through the API; its picking and costs are made by a batched background "
         "step (and always before its session closes).",
+    )
+
+    api_chatter_pending = fields.Boolean(
+        string="Chatter Pending",
+        copy=False,
+        readonly=True,
+        index="btree_not_null",
+        help="Created through the API; the creation message and the creator's subscription "
+        "are written by the batched background step.",
     )
 
     api_request_hash = fields.Char(copy=False, readonly=True)
@@ -365,6 +375,11 @@ class PosOrder(models.Model):
         if payload.payments and payload.state != lc.PAID:
             raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
         now = fields.Datetime.now()
+        company_id = device.company_id.id
+        for command in line_vals:
+            # Stored related fields given at creation are not written again
+            # by a recompute at flush: one UPDATE less per table.
+            command[2]["company_id"] = company_id
         vals = {
             "uuid": str(payload.uuid),
             "session_id": session_id,
@@ -383,6 +398,7 @@ class PosOrder(models.Model):
                         "amount": float(payment.amount),
                         "payment_date": now,
                         "session_id": session_id,
+                        "company_id": company_id,
                     }
                 )
                 for payment in payload.payments
@@ -396,13 +412,30 @@ class PosOrder(models.Model):
             # restaurant's usual flow.
             "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
         }
+        if not payload.partner_id:
+            # What pos.order's _compute_contact_details gives an order
+            # without customer, without its look-up.
+            vals.update(email="", mobile=False)
         return vals, payload.state
 
     @api.model
     def _api_create_prepared(self, prepared, device):
         """Create prepared orders in one ORM call, then move each group of
-        orders that share a target state along its path in one go."""
-        orders = self.create([vals for vals, _state in prepared])
+        orders that share a target state along its path in one go.
+
+        The chatter that mail.thread writes at creation (the creator as
+        follower, the creation message) is left to the batched follow-up
+        step, like the pickings: ``api_chatter_pending`` marks it.
+        """
+        context = self.env.context
+        chatter = not (context.get("tracking_disable") or context.get("mail_create_nolog"))
+        vals_list = [dict(vals, api_chatter_pending=chatter) for vals, _state in prepared]
+        self._api_name_lines(device.config_id, vals_list)
+        created = self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
+            vals_list
+        )
+        orders = self.browse(created.ids)  # back to the caller's context
+        orders._api_wake_followup()
         by_path = {}
         for order, (_vals, state) in zip(orders, prepared):
             if state != lc.DRAFT:
@@ -413,6 +446,31 @@ class PosOrder(models.Model):
                 pos_api_defer_followup=True, pos_api_prevalidated=True
             )._api_transition_path(lc.path_to(flow, lc.DRAFT, state), device=device)
         return orders
+
+    @api.model
+    def _api_name_lines(self, config, vals_list):
+        """Give new lines the names pos.order.line's create would draw from
+        the config's line sequence, in one query instead of one per line."""
+        sequence = config.sudo().sequence_line_id
+        unnamed = [
+            command[2]
+            for vals in vals_list
+            for command in vals.get("lines", ())
+            if command[0] == Command.CREATE and not command[2].get("name")
+        ]
+        if not unnamed or not sequence or sequence.use_date_range:
+            return
+        if sequence.implementation != "standard":
+            return  # a no-gap sequence is locked and drawn by Odoo, line by line
+        self.env.cr.execute(
+            SQL(
+                "SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
+                f"ir_sequence_{sequence.id:03d}",
+                len(unnamed),
+            )
+        )
+        for line_vals, (number,) in zip(unnamed, self.env.cr.fetchall()):
+            line_vals["name"] = sequence.get_next_char(number)
 
     # ------------------------------------------------------------------
     # Lines of a draft order
@@ -486,7 +544,9 @@ class PosOrder(models.Model):
     # ------------------------------------------------------------------
     # Read
     # ------------------------------------------------------------------
-    def _api_to_dict(self, with_history=False):
+    def _api_to_dict(self, with_history=False, fresh=False):
+        """The API's view of the order; ``fresh``: created in this very
+        transaction, so it has no card authorization yet."""
         self.ensure_one()
         digits = self.currency_id.decimal_places
         result = {
@@ -535,9 +595,9 @@ class PosOrder(models.Model):
             "kitchen_ready_at": self.kitchen_ready_at or None,
             "served_at": self.served_at or None,
         }
-        authorizations = (
-            self.env["pos.api.authorization"].sudo().search([("order_id", "=", self.id)])
-        )
+        authorizations = self.env["pos.api.authorization"].sudo()
+        if not fresh:
+            authorizations = authorizations.search([("order_id", "=", self.id)])
         result["authorizations"] = [
             {
                 "id": auth.id,
@@ -594,18 +654,41 @@ class PosOrder(models.Model):
     # Follow-up (pickings, costs) in batches, off the request path
     # ------------------------------------------------------------------
     def _api_run_followup(self):
-        """What ``sync_from_ui`` does after payment: picking, then costs."""
+        """What ``sync_from_ui`` does after payment: picking, then costs;
+        and the chatter mail.thread writes at creation."""
+        self._api_write_chatter()
         for order in self.filtered("api_followup_pending"):
             order._create_order_picking()
             order._compute_total_cost_in_real_time()
             order.api_followup_pending = False
 
+    def _api_write_chatter(self):
+        """mail.thread's create, done later: the creator follows the order,
+        and the creation message is logged in the creator's name."""
+        pending = self.filtered("api_chatter_pending")
+        for user, created in pending.grouped("create_uid").items():
+            if user.active:
+                self.env["mail.followers"]._insert_followers(
+                    created._name,
+                    created.ids,
+                    user.partner_id.ids,
+                    subtypes=None,
+                    customer_ids=[],
+                    check_existing=True,
+                )
+            as_creator = created.with_user(user).with_context(lang=user.lang)
+            as_creator._message_log_batch(
+                bodies={order.id: order._creation_message() for order in as_creator}
+            )
+        pending.api_chatter_pending = False
+
     @api.model
     def _cron_api_followup(self, batch_size=200):
-        orders = self.search([("api_followup_pending", "=", True)], order="id", limit=batch_size)
+        domain = ["|", ("api_followup_pending", "=", True), ("api_chatter_pending", "=", True)]
+        orders = self.search(domain, order="id", limit=batch_size)
         for order in orders:
             order.with_company(order.company_id)._api_run_followup()
-        remaining = self.search_count([("api_followup_pending", "=", True)])
+        remaining = self.search_count(domain)
         self.env["ir.cron"]._notify_progress(done=len(orders), remaining=remaining)
 
 
@@ -625,7 +708,9 @@ class PosSession(models.Model):
         self.env["pos.order"].search(
             [
                 ("session_id", "in", self.ids),
+                "|",
                 ("api_followup_pending", "=", True),
+                ("api_chatter_pending", "=", True),
             ]
         )._api_run_followup()
         return super()._validate_session(

@@ -7,7 +7,7 @@ from decimal import Decimal
 import psycopg2
 
 from odoo import api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.tools import SQL, float_repr
 
 from ..pos_core import audit
@@ -208,8 +208,11 @@ class PosPaymentAudit(models.Model):
 
     def _with_order_state_after(self, rows):
         order_ids = {row["order_res_id"] for row in rows if row["order_res_id"]}
-        orders = self.env["pos.order"].browse(order_ids).exists()
-        states = {order.id: order.api_state for order in orders}
+        orders = self.env["pos.order"].browse(order_ids)
+        try:  # the orders of this transaction: their state is in the cache
+            states = {order.id: order.api_state for order in orders}
+        except MissingError:  # one was deleted since
+            states = {order.id: order.api_state for order in orders.exists()}
         for row in rows:
             if row.get("order_state_after", False) is False:
                 row["order_state_after"] = states.get(row["order_res_id"])

@@ -50,6 +50,18 @@ class TestOrderApi(PosApiHttpCommon):
         self.assertEqual(status, 409)
         self.assertEqual(error["error"]["code"], "idempotency_mismatch")
 
+    def test_replay_is_answered_even_when_the_order_would_now_be_refused(self):
+        partner = self.env["res.partner"].create({"name": "Regular guest"})
+        body = self._order_body([(self.p1, 1)], partner_id=partner.id)
+        status, first = self._create(body)
+        self.assertEqual(status, 201, first)
+        partner.active = False  # a new order for this guest is now refused ...
+        status, error = self._create(self._order_body([(self.p1, 1)], partner_id=partner.id))
+        self.assertEqual((status, error["error"]["code"]), (422, "unknown_partner"))
+        status, again = self._create(body)  # ... but the retry of the first is answered
+        self.assertEqual((status, again), (201, first))
+        self.assertEqual(self.env["pos.order"].search_count([("uuid", "=", body["uuid"])]), 1)
+
     def test_create_paid_order_is_paid_in_both_states_and_followed_up(self):
         total = self._quote([(self.p1, 2), (self.p2, 1), (self.p3, 1)])
         body = self._order_body(

@@ -1,3 +1,5 @@
+import re
+
 from odoo.tests import tagged
 
 from ..pos_core import lifecycle as lc
@@ -207,6 +209,92 @@ class TestOdooFlowStillWorks(PosApiCommon):
         self.assertEqual({ui_order.state, api_order.state}, {"done"})
         # Odoo moving orders to done at closing keeps the lifecycle where it was.
         self.assertEqual(api_order.api_state, "paid")
+
+    def test_api_order_after_followup_is_what_sync_from_ui_makes(self):
+        """The batched follow-up (picking, costs, chatter) leaves an API order
+        as the stock flow leaves the same order pushed by the POS UI."""
+        env = self.env(
+            context={key: val for key, val in self.env.context.items() if key != "tracking_disable"}
+        )
+        session = self._open_session()
+        products = self._pos_products(2)
+        lines = [(products[0], 1), (products[1], 2)]
+        payload = self._ui_order_payload(session, lines)
+        env["pos.order"].sync_from_ui([payload])
+        ui_order = env["pos.order"].search([("uuid", "=", payload["uuid"])])
+        device = self._create_device("cashier").with_env(env)
+        self.assertEqual(device.user_id, env.user, "both orders are made by the same user")
+        body = s.OrderCreate.model_validate(
+            self._order_body(
+                lines, state="paid", pay=[(self.cash_method, f"{ui_order.amount_total:.2f}")]
+            )
+        )
+        api_order = env["pos.order"]._api_create(body, device)
+        self.assertTrue(api_order.api_followup_pending)
+        self.assertTrue(api_order.api_chatter_pending)
+        self.assertFalse(api_order.message_ids, "the chatter waits for the follow-up")
+        self.assertFalse(api_order.picking_ids, "the picking waits for the follow-up")
+        env["pos.order"]._cron_api_followup()
+        self.assertFalse(api_order.api_followup_pending or api_order.api_chatter_pending)
+
+        def unnumbered(name):
+            return re.sub(r"\d+", "#", name or "")
+
+        def shape(order):
+            return {
+                "state": (order.state, order.company_id, order.session_id, order.user_id),
+                "amounts": tuple(
+                    order.currency_id.round(amount)
+                    for amount in (
+                        order.amount_total,
+                        order.amount_tax,
+                        order.amount_paid,
+                        order.amount_return,
+                    )
+                ),
+                "contact": (order.email, order.mobile),
+                "lines": sorted(
+                    (
+                        line.product_id.id,
+                        line.qty,
+                        line.price_unit,
+                        line.price_subtotal,
+                        line.price_subtotal_incl,
+                        tuple(line.tax_ids.ids),
+                        line.company_id.id,
+                        unnumbered(line.name),
+                        line.total_cost,
+                        line.is_total_cost_computed,
+                    )
+                    for line in order.lines
+                ),
+                "payments": [
+                    (pay.amount, pay.payment_method_id, pay.company_id, pay.session_id)
+                    for pay in order.payment_ids
+                ],
+                "picking": (
+                    order.picking_ids.picking_type_id,
+                    order.picking_ids.state,
+                    order.picking_ids.location_id,
+                    order.picking_ids.location_dest_id,
+                ),
+                "moves": sorted(
+                    (move.product_id.id, move.product_uom_qty, move.quantity, move.state)
+                    for move in order.picking_ids.move_ids
+                ),
+                "followers": order.message_follower_ids.partner_id,
+                "messages": [
+                    (message.body, message.author_id, message.message_type, message.subtype_id)
+                    for message in order.message_ids
+                ],
+            }
+
+        self.maxDiff = None
+        self.assertEqual(shape(api_order), shape(ui_order))
+        self.assertTrue(ui_order.message_ids, "the comparison covers the chatter")
+        self.assertEqual(
+            api_order.lines.mapped(lambda line: bool(line.name)), [True, True], "lines are named"
+        )
 
     def test_done_order_is_invoiced_in_both_states(self):
         session = self._open_session()
