@@ -1090,7 +1090,9 @@ def markdown(results: dict) -> str:
     pg = c["postgres"]
     out.append(
         f"Conditions: {c['date']}; {c['cpu_count']} cores ({c['cpu_model']}), shared; "
-        f"Odoo {c['odoo_version']}, {c['workers']} HTTP workers, no cron thread; "
+        f"Odoo {c['odoo_version']}, {c['workers']} HTTP workers, no cron thread, "
+        f"worker socket timeout {c.get('socket_timeout_s', 2):g} s "
+        "(`ODOO_HTTP_SOCKET_TIMEOUT`); "
         f"PostgreSQL {pg['version'].split()[0]} (fsync {pg['fsync']}, synchronous_commit "
         f"{pg['synchronous_commit']}); client and servers on one machine over loopback. "
         f"Order: {c['order']}. Company stock update: {c['update_stock_quantities']} "
@@ -1107,7 +1109,9 @@ def markdown(results: dict) -> str:
             f"prefork server queues (listen backlog 8 {TIMES} workers = {backlog}, plus one per "
             "worker): the kernel drops the excess connection attempts and the client retries "
             "them after 1 s, 3 s, 7 s…, so waiting to connect is part of the load-test "
-            "latency, as it is for any Odoo served without a proxy in front."
+            "latency, as it is for any Odoo served without a proxy in front. A connection the "
+            "kernel accepted while the queue was full may deliver its request only with a "
+            "retransmission: the worker socket timeout must outlast that wait."
         )
     noise = []
     for name, side in (("stock", stock), ("ours", ours)):
@@ -1333,6 +1337,8 @@ def main(argv=None) -> int:
         "python": fixture["python"],
         "postgres": fixture["postgres"],
         "workers": args.workers,
+        # bench/run sets it for the server and passes it on to this client.
+        "socket_timeout_s": float(os.environ.get("ODOO_HTTP_SOCKET_TIMEOUT") or 2),
         "scale": args.scale,
         "clients": args.clients,
         "batch_size": args.batch_size,

@@ -451,7 +451,11 @@ class PosOrder(models.Model):
     def _api_name_lines(self, config, vals_list):
         """Give new lines the names pos.order.line's create would draw from
         the config's line sequence, in one query instead of one per line."""
-        sequence = config.sudo().sequence_line_id
+        config = config.sudo()
+        sequence = config.sequence_line_id
+        # One read of both sequences: Odoo draws the order's name from the
+        # other one when the order is paid.
+        (sequence | config.sequence_id).mapped("implementation")
         unnamed = [
             command[2]
             for vals in vals_list

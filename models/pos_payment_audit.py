@@ -261,14 +261,26 @@ class PosPaymentAudit(models.Model):
     def _lock_chain(self, company_id):
         """Lock the company's chain until the transaction ends; its head."""
         cr = self.env.cr
-        cr.execute(SQL("SELECT pg_advisory_xact_lock(%s, %s)", LOCK_CLASS, company_id))
         head_query = SQL(
             "SELECT sequence, hash FROM %s WHERE company_id = %s ORDER BY sequence DESC LIMIT 1",
             SQL.identifier(self._table),
             company_id,
         )
-        cr.execute(head_query)
-        heads = [cr.fetchone()]
+        # The lock, and the head this transaction sees (its own appends
+        # included), in one statement; rows other transactions committed
+        # after this one's snapshot are read below, once the lock is held.
+        cr.execute(
+            SQL(
+                "SELECT locked.sequence, locked.hash"
+                " FROM pg_advisory_xact_lock(%s, %s) AS lock"
+                " LEFT JOIN (%s) AS locked ON true",
+                LOCK_CLASS,
+                company_id,
+                head_query,
+            )
+        )
+        own = cr.fetchone()
+        heads = [own if own[0] is not None else None]
         fresh = self.env.registry.cursor()
         try:
             fresh.execute(head_query, log_exceptions=False)

@@ -234,7 +234,7 @@ class TestOdooFlowStillWorks(PosApiCommon):
         self.assertTrue(api_order.api_chatter_pending)
         self.assertFalse(api_order.message_ids, "the chatter waits for the follow-up")
         self.assertFalse(api_order.picking_ids, "the picking waits for the follow-up")
-        env["pos.order"]._cron_api_followup()
+        api_order._api_run_followup()  # what the cron runs for each pending order
         self.assertFalse(api_order.api_followup_pending or api_order.api_chatter_pending)
 
         def unnumbered(name):
