@@ -221,7 +221,8 @@ class PosOrder(models.Model):
                 code="not_fully_paid",
                 details={"amount_total": self.amount_total, "amount_paid": self.amount_paid},
             ) from exc
-        self.api_followup_pending = True
+        if not self.api_followup_pending:
+            self.api_followup_pending = True
         if self.env.context.get("pos_api_defer_followup"):
             self._api_wake_followup()
         else:

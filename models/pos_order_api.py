@@ -411,6 +411,8 @@ class PosOrder(models.Model):
             # An order that arrives paid is a pay-first order, whatever the
             # restaurant's usual flow.
             "api_flow": lc.PAY_FIRST if payload.state == lc.PAID else menu["flow"],
+            # Paid on creation: its picking is made by the batched follow-up.
+            "api_followup_pending": payload.state == lc.PAID,
         }
         if not payload.partner_id:
             # What pos.order's _compute_contact_details gives an order
