@@ -450,8 +450,8 @@ class PosOrder(models.Model):
         context = self.env.context
         chatter = not (context.get("tracking_disable") or context.get("mail_create_nolog"))
         vals_list = [dict(vals, api_chatter_pending=chatter) for vals, _state in prepared]
+        self._api_warm_cache({vals["session_id"] for vals in vals_list})
         self._api_name_lines(device.config_id, vals_list)
-        self._api_warm_cache(device.config_id, {vals["session_id"] for vals in vals_list})
         created = self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
             vals_list
         )
@@ -469,28 +469,26 @@ class PosOrder(models.Model):
         return orders
 
     @api.model
-    def _api_warm_cache(self, config, session_ids):
+    def _api_warm_cache(self, session_ids):
         """Read the few fields Odoo's order and payment creation use from
         wide records (the payment's currency goes through the config's
         journal and company; its method is checked against the config's),
         so that they are not read with their hundreds of other columns."""
-        config = config.sudo()
+        sessions = self.env["pos.session"].sudo().browse(session_ids)
+        sessions.fetch(["config_id", "company_id", "state", "name", "user_id"])
+        config = sessions.config_id
         config.fetch([name for name in CONFIG_FIELDS if name in config._fields])
         config.journal_id.fetch(["currency_id", "company_id"])
         companies = config.company_id | config.journal_id.company_id
         companies.fetch(["currency_id"])
         companies.currency_id.fetch(["name", "rounding", "decimal_places", "active"])
         config.payment_method_ids.fetch(["is_online_payment", "is_cash_count"])
-        self.env["pos.session"].sudo().browse(session_ids).fetch(
-            ["config_id", "company_id", "state", "name", "user_id"]
-        )
 
     @api.model
     def _api_name_lines(self, config, vals_list):
         """Give new lines the names pos.order.line's create would draw from
         the config's line sequence, in one query instead of one per line."""
         config = config.sudo()
-        config.fetch([name for name in CONFIG_FIELDS if name in config._fields])
         sequence = config.sequence_line_id
         # One read of both sequences: Odoo draws the order's name from the
         # other one when the order is paid.

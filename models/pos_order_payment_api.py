@@ -47,6 +47,7 @@ class PosOrder(models.Model):
         kept); once the bill is covered, the order becomes paid in both the
         lifecycle and Odoo's state."""
         self.ensure_one()
+        self._api_warm_cache(self.session_id.ids)
         self._api_check_payable()
         currency = self.currency_id
         declined = [tender for tender in tenders if tender.declined]
