@@ -724,8 +724,12 @@ class PosOrder(models.Model):
         pending.api_chatter_pending = False
 
     @api.model
+    def _api_followup_domain(self):
+        return ["|", ("api_followup_pending", "=", True), ("api_chatter_pending", "=", True)]
+
+    @api.model
     def _cron_api_followup(self, batch_size=200):
-        domain = ["|", ("api_followup_pending", "=", True), ("api_chatter_pending", "=", True)]
+        domain = self._api_followup_domain()
         orders = self.search(domain, order="id", limit=batch_size)
         for order in orders:
             order.with_company(order.company_id)._api_run_followup()
@@ -747,12 +751,7 @@ class PosSession(models.Model):
     ):
         # Pickings of API orders must exist before the session's accounting.
         self.env["pos.order"].search(
-            [
-                ("session_id", "in", self.ids),
-                "|",
-                ("api_followup_pending", "=", True),
-                ("api_chatter_pending", "=", True),
-            ]
+            [("session_id", "in", self.ids), *self.env["pos.order"]._api_followup_domain()]
         )._api_run_followup()
         return super()._validate_session(
             balancing_account, amount_to_balance, bank_payment_method_diffs

@@ -79,7 +79,10 @@ class TestOrderApi(PosApiHttpCommon):
             [(row.from_state, row.to_state) for row in order.api_state_history_ids],
             [("draft", "validated"), ("validated", "paid")],
         )
-        self.env["pos.order"]._cron_api_followup()
+        # One batch that takes every pending order, this one included.
+        orders = self.env["pos.order"]
+        pending = orders.search_count(orders._api_followup_domain())
+        self.env["pos.order"]._cron_api_followup(batch_size=pending)
         self.assertFalse(order.api_followup_pending)
         self.assertTrue(order.picking_ids, "the follow-up makes the stock picking")
 
