@@ -248,10 +248,14 @@ class PosOrder(models.Model):
         config = self.config_id
         if not self.lines:
             problems.append({"code": "empty_order", "message": "The order has no line."})
-        sellable = self.env["product.product"]
-        if self.lines:
-            sellable = self.env["product.product"].search(
-                [("id", "in", self.lines.product_id.ids), *config._get_available_product_domain()]
+        menu = config._api_menu()
+        # The menu snapshot knows the sellable products (combos aside) and
+        # caches pricelist prices: the ORM is asked only about the rest.
+        products = self.lines.product_id
+        sellable = products.filtered(lambda product: product.id in menu["products"])
+        if products - sellable:
+            sellable |= self.env["product.product"].search(
+                [("id", "in", (products - sellable).ids), *config._get_available_product_domain()]
             )
         currency = self.currency_id
         priced = self.lines.filtered(
@@ -259,16 +263,24 @@ class PosOrder(models.Model):
                 not (line.combo_parent_id or line.combo_line_ids or line.api_price_override)
             )
         )
-        expected_prices = dict(
-            zip(
-                priced,
-                self._api_pricelist_prices(
-                    self.pricelist_id or config.pricelist_id,
-                    currency,
-                    [(line.product_id, line.qty, line.attribute_value_ids) for line in priced],
-                ),
+        pricelist = self.pricelist_id or config.pricelist_id
+        if pricelist.id == menu["pricelist_id"] and all(
+            line.product_id.id in menu["products"] for line in priced
+        ):
+            base_prices = self._api_menu_prices(
+                menu, [(line.product_id.id, line.qty or 1.0) for line in priced]
             )
-        )
+            prices = [
+                currency.round(price + sum(line.attribute_value_ids.mapped("price_extra")))
+                for line, price in zip(priced, base_prices)
+            ]
+        else:
+            prices = self._api_pricelist_prices(
+                pricelist,
+                currency,
+                [(line.product_id, line.qty, line.attribute_value_ids) for line in priced],
+            )
+        expected_prices = dict(zip(priced, prices))
         for line in self.lines:
             ref = {"line_uuid": line.uuid, "product_id": line.product_id.id}
             if line.qty <= 0:
