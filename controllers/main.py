@@ -381,7 +381,14 @@ class PosApiController(http.Controller):
             else:
                 order = request.env["pos.order"]._api_create(payload, device)
             return 201, self._store_response(order, payload, fresh=True)
-        except (IntegrityError, PosApiError) as exc:
+        except (
+            IntegrityError,
+            PosApiError,
+            billing.BillingError,
+            UserError,
+            ValidationError,
+            AccessError,
+        ) as exc:
             if not savepoint:
                 request.env.cr.rollback()
             request.env.invalidate_all(flush=False)

@@ -37,6 +37,10 @@ CONFIG_FIELDS = [
 ]
 
 
+# The pos.payment.method fields a payment's creation checks.
+METHOD_FIELDS = ["is_cash_count", "is_online_payment"]
+
+
 class PosOrder(models.Model):
     _inherit = "pos.order"
 
@@ -443,20 +447,37 @@ class PosOrder(models.Model):
         """Create prepared orders in one ORM call, then move each group of
         orders that share a target state along its path in one go.
 
-        The chatter that mail.thread writes at creation (the creator as
-        follower, the creation message) is left to the batched follow-up
-        step, like the pickings: ``api_chatter_pending`` marks it.
+        Orders that arrive paid leave the chatter mail.thread writes at
+        creation (the creator as follower, the creation message) to the
+        batched follow-up step that makes their picking and writes them
+        anyway (``api_chatter_pending``); other orders, which devices go on
+        editing, get it at once. A caller's own chatter context is kept.
         """
         context = self.env.context
-        chatter = not (context.get("tracking_disable") or context.get("mail_create_nolog"))
-        vals_list = [dict(vals, api_chatter_pending=chatter) for vals, _state in prepared]
+        deferrable = not any(
+            context.get(key)
+            for key in ("tracking_disable", "mail_create_nolog", "mail_create_nosubscribe")
+        )
+        vals_list = [
+            dict(vals, api_chatter_pending=deferrable and state == lc.PAID)
+            for vals, state in prepared
+        ]
         self._api_warm_cache({vals["session_id"] for vals in vals_list})
         self._api_name_lines(device.config_id, vals_list)
-        created = self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(
-            vals_list
+        quiet = [vals for vals in vals_list if vals["api_chatter_pending"]]
+        others = [vals for vals in vals_list if not vals["api_chatter_pending"]]
+        created_quiet = iter(
+            self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True).create(quiet)
+            if quiet
+            else ()
         )
-        orders = self.browse(created.ids)  # back to the caller's context
-        orders._api_wake_followup()
+        created_others = iter(self.create(others) if others else ())
+        orders = self.browse(  # in the caller's context and order
+            [
+                next(created_quiet if vals["api_chatter_pending"] else created_others).id
+                for vals in vals_list
+            ]
+        )
         by_path = {}
         for order, (_vals, state) in zip(orders, prepared):
             if state != lc.DRAFT:
@@ -482,7 +503,9 @@ class PosOrder(models.Model):
         companies = config.company_id | config.journal_id.company_id
         companies.fetch(["currency_id"])
         companies.currency_id.fetch(["name", "rounding", "decimal_places", "active"])
-        config.payment_method_ids.fetch(["is_online_payment", "is_cash_count"])
+        methods = config.payment_method_ids
+        # is_online_payment comes with pos_online_payment, installed or not.
+        methods.fetch([name for name in METHOD_FIELDS if name in methods._fields])
 
     @api.model
     def _api_name_lines(self, config, vals_list):
@@ -705,11 +728,16 @@ class PosOrder(models.Model):
 
     def _api_write_chatter(self):
         """mail.thread's create, done later: the creator follows the order,
-        and the creation message is logged in the creator's name."""
-        pending = self.filtered("api_chatter_pending")
+        and the creation message is logged in the creator's name, dated when
+        the order was created."""
+        pending = self.filtered("api_chatter_pending").sudo()
+        if not pending:
+            return
+        # First: the messages below go through _message_create (see there).
+        pending.api_chatter_pending = False
         for user, created in pending.grouped("create_uid").items():
             if user.active:
-                self.env["mail.followers"]._insert_followers(
+                self.env["mail.followers"].sudo()._insert_followers(
                     created._name,
                     created.ids,
                     user.partner_id.ids,
@@ -718,10 +746,17 @@ class PosOrder(models.Model):
                     check_existing=True,
                 )
             as_creator = created.with_user(user).with_context(lang=user.lang)
-            as_creator._message_log_batch(
+            messages = as_creator._message_log_batch(
                 bodies={order.id: order._creation_message() for order in as_creator}
             )
-        pending.api_chatter_pending = False
+            for message in messages:
+                message.date = created.browse(message.res_id).create_date
+
+    def _message_create(self, values_list):
+        # A message posted on an API order before the follow-up step ran
+        # comes after its creation message, and reaches its creator.
+        self.filtered("api_chatter_pending")._api_write_chatter()
+        return super()._message_create(values_list)
 
     @api.model
     def _api_followup_domain(self):

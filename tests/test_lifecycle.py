@@ -292,9 +292,41 @@ class TestOdooFlowStillWorks(PosApiCommon):
         self.maxDiff = None
         self.assertEqual(shape(api_order), shape(ui_order))
         self.assertTrue(ui_order.message_ids, "the comparison covers the chatter")
-        self.assertEqual(
-            api_order.lines.mapped(lambda line: bool(line.name)), [True, True], "lines are named"
+        self.assertEqual(api_order.message_ids.date, api_order.create_date, "dated as at creation")
+        # Lines are numbered from the config's line sequence, one after the
+        # other, as pos.order.line's create numbers them.
+        numbers = [int(re.search(r"(\d+)\D*$", line.name).group(1)) for line in api_order.lines]
+        self.assertEqual(numbers, list(range(numbers[0], numbers[0] + len(numbers))))
+        ui_numbers = [int(re.search(r"(\d+)\D*$", line.name).group(1)) for line in ui_order.lines]
+        self.assertLess(max(ui_numbers), numbers[0], "the same sequence, drawn later")
+
+    def test_message_before_the_followup_comes_after_the_creation_message(self):
+        env = self.env(
+            context={key: val for key, val in self.env.context.items() if key != "tracking_disable"}
         )
+        self._open_session()
+        products = self._pos_products(1)
+        device = self._create_device("cashier").with_env(env)
+        draft = env["pos.order"]._api_create(
+            s.OrderCreate.model_validate(self._order_body([(products, 1)])), device
+        )
+        self.assertFalse(draft.api_chatter_pending, "a draft gets its chatter at once")
+        self.assertEqual(len(draft.message_ids), 1)
+        self.assertIn(env.user.partner_id, draft.message_partner_ids)
+        body = self._order_body(
+            [(products, 1)], state="paid", pay=[(self.cash_method, f"{draft.amount_total:.2f}")]
+        )
+        order = env["pos.order"]._api_create(s.OrderCreate.model_validate(body), device)
+        self.assertTrue(order.api_chatter_pending)
+        self.assertFalse(order.message_ids)
+        order.message_post(body="Moved to the terrace")
+        self.assertFalse(order.api_chatter_pending)
+        first, second = order.message_ids.sorted("id")
+        self.assertEqual(first.body, draft.message_ids.body, "the creation message comes first")
+        self.assertIn("Moved to the terrace", second.body)
+        self.assertIn(env.user.partner_id, order.message_partner_ids)
+        order._api_run_followup()
+        self.assertEqual(len(order.message_ids), 2, "the follow-up does not log it twice")
 
     def test_done_order_is_invoiced_in_both_states(self):
         session = self._open_session()
