@@ -265,15 +265,14 @@ class PosOrder(models.Model):
         )
         pricelist = self.pricelist_id or config.pricelist_id
         if pricelist.id == menu["pricelist_id"] and all(
-            line.product_id.id in menu["products"] for line in priced
+            line.product_id.id in menu["products"]
+            and all(value in menu["attributes"] for value in line.attribute_value_ids.ids)
+            for line in priced
         ):
-            base_prices = self._api_menu_prices(
-                menu, [(line.product_id.id, line.qty or 1.0) for line in priced]
+            prices = self._api_menu_unit_prices(
+                menu,
+                [(line.product_id.id, line.qty, line.attribute_value_ids.ids) for line in priced],
             )
-            prices = [
-                currency.round(price + sum(line.attribute_value_ids.mapped("price_extra")))
-                for line, price in zip(priced, base_prices)
-            ]
         else:
             prices = self._api_pricelist_prices(
                 pricelist,

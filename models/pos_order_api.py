@@ -264,6 +264,23 @@ class PosOrder(models.Model):
         ]
 
     @api.model
+    def _api_menu_unit_prices(self, menu, items):
+        """Unit prices of (product_id, qty, attribute value ids) items: the
+        pricelist's price plus the attributes' extras, rounded to the
+        currency. What lines are priced with at creation and checked against
+        at validation."""
+        prices = self._api_menu_prices(menu, [(pid, qty) for pid, qty, _values in items])
+        currency_round = menu["currency"].round
+        return [
+            float(
+                currency_round(
+                    _dec(price + sum(menu["attributes"][value][1] for value in values), 6)
+                )
+            )
+            for price, (_pid, _qty, values) in zip(prices, items)
+        ]
+
+    @api.model
     def _api_lines_vals(self, menu, lines, device):
         """Order line values from ``LineIn`` items, priced and taxed from the
         menu: pricelist prices plus attribute extras unless a permitted
@@ -289,23 +306,20 @@ class PosOrder(models.Model):
             if data.price_unit is not None:
                 self.env["pos.order.line"]._api_check_price_override(device)
         prices = iter(
-            self._api_menu_prices(
+            self._api_menu_unit_prices(
                 menu,
-                [(data.product_id, float(data.qty)) for data in lines if data.price_unit is None],
+                [
+                    (data.product_id, float(data.qty), data.attribute_value_ids)
+                    for data in lines
+                    if data.price_unit is None
+                ],
             )
         )
-        currency_round = menu["currency"].round
         result = []
         for data in lines:
             product = products[data.product_id]
             override = data.price_unit is not None
-            if override:
-                price_unit = float(data.price_unit)
-            else:
-                extras = sum(
-                    menu["attributes"][value_id][1] for value_id in data.attribute_value_ids
-                )
-                price_unit = float(currency_round(_dec(next(prices) + extras, 6)))
+            price_unit = float(data.price_unit) if override else next(prices)
             vals = {
                 "uuid": str(data.uuid or uuid.uuid4()),
                 "product_id": data.product_id,
