@@ -57,38 +57,121 @@ free_port() {
 
 # The project-local virtualenv. It sees the system site-packages so that an
 # Odoo 18 installed for the system Python (Odoo's own documented way) is
-# importable; ODOO_PATH (a source checkout) is added through a .pth file.
+# importable. The Odoo source root, from ODOO_PATH or found wherever the
+# importable Odoo lives, is put on the venv's path through a .pth file, so
+# that it wins over the `odoo` namespace folder the OCA addons install into
+# the venv (an editable install's finder would otherwise lose to it). With
+# ODOO_PATH, Odoo's own requirements.txt is installed into the venv too.
 ensure_venv() {  # ensure_venv [requirement files...]
   if [ ! -x "$PY" ]; then
     log "creating virtualenv $VENV"
     python3 -m venv --system-site-packages "$VENV" || die "python3 -m venv failed"
   fi
-  local site stamp want
+  local site stamp want root reqs=()
   site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  rm -f "$site/_pos_api_odoo.pth"
   if [ -n "${ODOO_PATH:-}" ]; then
-    [ -d "$ODOO_PATH/odoo" ] || die "ODOO_PATH=$ODOO_PATH has no odoo/ package"
-    (cd "$ODOO_PATH" && pwd) > "$site/_pos_api_odoo.pth"
+    [ -f "$ODOO_PATH/odoo/release.py" ] || die "ODOO_PATH=$ODOO_PATH is not an Odoo source checkout (no odoo/release.py)"
+    root=$(cd "$ODOO_PATH" && pwd)
+    [ -f "$root/requirements.txt" ] && reqs+=("$root/requirements.txt")
   else
-    rm -f "$site/_pos_api_odoo.pth"
+    root=$(odoo_source_root)
   fi
+  [ -n "$root" ] && printf '%s\n' "$root" > "$site/_pos_api_odoo.pth"
+  local f
+  for f in "$@"; do reqs+=("$ROOT/$f"); done
   stamp="$VENV/.pos_api_requirements"
-  want=$(cd "$ROOT" && cat "$@" | sha256sum | cut -c1-16)
-  if ! "$PY" -c 'import psycopg2' >/dev/null 2>&1; then
+  want=$( (cat "${reqs[@]}"; "$PY" -V) | sha256sum | cut -c1-16)
+  if ! "$PY" -c 'import psycopg2' >/dev/null 2>&1 && [ -z "${ODOO_PATH:-}" ]; then
     log "installing psycopg2-binary (no psycopg2 importable)"
     "$PY" -m pip install -q --disable-pip-version-check psycopg2-binary || die "pip failed"
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing Python packages into .venv: $*"
-    local args=() f
-    for f in "$@"; do args+=(-r "$ROOT/$f"); done
-    "$PY" -m pip install -q --disable-pip-version-check "${args[@]}" || die "pip install failed"
+    local args=() constraint
+    for f in "${reqs[@]}"; do args+=(-r "$f"); done
+    constraint="$VENV/.pos_api_build_constraints.txt"
+    # Old sdists among Odoo's pins import pkg_resources from setup.py.
+    printf 'setuptools<70\n' > "$constraint"
+    if [ -n "${ODOO_PATH:-}" ]; then
+      ensure_odoo_build_packages
+      log "installing Odoo's requirements ($root/requirements.txt) into .venv"
+      PIP_CONSTRAINT="$constraint" "$PY" -m pip install -q --disable-pip-version-check \
+        wheel 'setuptools<70' || die "pip install wheel failed"
+    fi
+    log "installing Python packages into .venv: ${reqs[*]}"
+    PIP_CONSTRAINT="$constraint" "$PY" -m pip install -q --disable-pip-version-check \
+      "${args[@]}" || die "pip install failed"
     printf '%s' "$want" > "$stamp"
   fi
+}
+
+# Debian packages that Odoo's pinned sdists build against (psycopg2:
+# libpq; python-ldap: OpenLDAP and SASL; both: the Python headers).
+ensure_odoo_build_packages() {
+  local missing=() inc
+  command -v pg_config >/dev/null 2>&1 || missing+=(libpq-dev)
+  [ -f /usr/include/ldap.h ] || missing+=(libldap2-dev)
+  [ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)
+  inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -f "$inc/Python.h" ] || missing+=(python3-dev)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "building Odoo's requirements needs ${missing[*]}, and there is no apt-get"
+  log "installing Debian packages to build Odoo's requirements: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+    || die "apt-get update failed (are you root or a sudoer?)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+}
+
+# Prints the source root (the folder holding odoo/ and odoo-bin or setup.py)
+# of the Odoo the venv can see, or nothing: a regular package on the path,
+# an editable install (its direct_url.json, or setuptools' editable finder),
+# or an odoo/ portion holding release.py.
+odoo_source_root() {
+  "$PY" - <<'PY' 2>/dev/null || true
+import importlib.metadata, importlib.util, json, os, sys, urllib.parse
+
+def is_root(path):
+    return bool(path) and os.path.isfile(os.path.join(path, "odoo", "release.py"))
+
+def find():
+    try:
+        spec = importlib.util.find_spec("odoo")
+    except Exception:  # noqa: BLE001
+        spec = None
+    if spec and spec.origin and spec.origin.endswith("__init__.py"):
+        return os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        text = importlib.metadata.distribution("odoo").read_text("direct_url.json") or ""
+        url = json.loads(text).get("url", "") if text else ""
+        if url.startswith("file://"):
+            path = urllib.parse.unquote(urllib.parse.urlparse(url).path)
+            if is_root(path):
+                return path
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for finder in sys.meta_path:
+        mapping = getattr(sys.modules.get(type(finder).__module__), "MAPPING", None)
+        if isinstance(mapping, dict) and is_root(os.path.dirname(mapping.get("odoo", ""))):
+            return os.path.dirname(mapping["odoo"])
+    for portion in (spec.submodule_search_locations or []) if spec else []:
+        if is_root(os.path.dirname(portion)):
+            return os.path.dirname(portion)
+    return ""
+
+print(find())
+PY
 }
 
 # Prints the Odoo version importable by the venv, or nothing.
 odoo_version() {
   "$PY" -c 'import odoo.release as r; print(r.major_version)' 2>/dev/null || true
+}
+
+# Why Odoo cannot be imported by the venv: the import error's last line.
+odoo_import_error() {
+  "$PY" -c 'import odoo.release, odoo.service.server' 2>&1 | tail -n 1
 }
 
 # Prints the Python script that starts Odoo's command line, for "$PY" to run:
@@ -120,12 +203,9 @@ PY
 }
 
 odoo_addons_dir() {
-  "$PY" - <<'PY'
-import os, odoo
-root = os.path.dirname(os.path.dirname(odoo.__file__))
-path = os.path.join(root, "addons")
-print(path if os.path.isdir(os.path.join(path, "point_of_sale")) else "")
-PY
+  local root; root=$(odoo_source_root)
+  [ -n "$root" ] && [ -d "$root/addons/point_of_sale" ] && printf '%s' "$root/addons"
+  return 0
 }
 
 # Python packages for the Odoo tier: pytest-odoo and the OCA addons (PyPI).
@@ -139,9 +219,18 @@ ensure_odoo_test_packages() {
       || die "pip install -r requirements-odoo.txt failed"
   else
     # Odoo from a bare source path has no distribution metadata for pip to
-    # resolve the OCA addons' "odoo" requirement against.
-    "$PY" -m pip install -q --disable-pip-version-check --no-deps -r "$ROOT/requirements-odoo.txt" \
-      || die "pip install -r requirements-odoo.txt failed"
+    # resolve the OCA addons' "odoo" requirement against: those alone go
+    # without their dependencies (Odoo's requirements cover them).
+    local oca=() other=() line
+    while IFS= read -r line; do
+      line=${line%%#*}; line=${line//[[:space:]]/}
+      [ -n "$line" ] || continue
+      case $line in odoo-addon-*) oca+=("$line") ;; *) other+=("$line") ;; esac
+    done < "$ROOT/requirements-odoo.txt"
+    [ ${#other[@]} -eq 0 ] || "$PY" -m pip install -q --disable-pip-version-check "${other[@]}" \
+      || die "pip install (Odoo-tier test packages) failed"
+    [ ${#oca[@]} -eq 0 ] || "$PY" -m pip install -q --disable-pip-version-check --no-deps "${oca[@]}" \
+      || die "pip install (OCA addons) failed"
   fi
   printf '%s' "$want" > "$stamp"
 }

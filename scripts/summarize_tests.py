@@ -1,15 +1,23 @@
-"""Prints which test tiers ran and how many tests each ran, from JUnit XML.
+"""Prints which test tiers ran and how many tests each ran: the plain tier
+and the Odoo tier under pytest-odoo from JUnit XML, the Odoo tier under
+Odoo's own runner from its log.
 
-Exits non-zero when no test ran at all, so that a broken collection can never
-pass as green.
+Exits non-zero when a tier that should have run did not, or when no test ran
+at all, so that a broken collection can never pass as green.
 """
 
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+# Odoo's runner ends with "<f> failed, <e> error(s) of <n> tests when loading
+# database '<db>'" (odoo/service/server.py), and logs each skip.
+ODOO_RESULT = re.compile(r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database")
+ODOO_SKIP = re.compile(r" odoo\.tests\.result: skipped ")
 
-def counts(path):
+
+def junit_counts(path):
     """Counts test cases (subtests are parts of their test, not tests)."""
     if not Path(path).is_file():
         return None
@@ -27,6 +35,23 @@ def counts(path):
     return total
 
 
+def odoo_log_counts(path):
+    if not Path(path).is_file():
+        return None
+    text = Path(path).read_text(errors="replace")
+    found = ODOO_RESULT.findall(text)
+    if not found:
+        return None
+    failed, errors, ran = (int(value) for value in found[-1])
+    skipped = len(ODOO_SKIP.findall(text))
+    return {
+        "ran": ran,
+        "failed": failed + errors,
+        "skipped": skipped,
+        "passed": ran - failed - errors - skipped,
+    }
+
+
 def line(result):
     return f"{result['passed']} passed, {result['failed']} failed, {result['skipped']} skipped"
 
@@ -35,25 +60,32 @@ def describe(result, missing):
     return f"ran {result['ran']} tests: {line(result)}" if result else missing
 
 
-def main(plain_xml, odoo_xml, odoo_status):
-    plain = counts(plain_xml)
-    odoo = counts(odoo_xml) if odoo_status == "ran" else None
+def main(plain_xml, odoo_xml, odoo_log, odoo_status, runners):
+    runners = runners.split()
+    plain = junit_counts(plain_xml)
+    results, missing = [plain], plain is None
     print("\n== test tiers ==")
     print(f"plain tier: {describe(plain, 'did not run')}")
-    if odoo_status == "ran":
-        print(f"Odoo tier:  {describe(odoo, 'did not run (pytest collected nothing or crashed)')}")
-    else:
+    if odoo_status != "ran":
         print(f"Odoo tier:  {odoo_status}")
-    results = [r for r in (plain, odoo) if r]
+    for runner, counts, label in (
+        ("pytest", junit_counts, "Odoo tier under pytest-odoo:"),
+        ("odoo-bin", odoo_log_counts, "Odoo tier under odoo-bin:   "),
+    ):
+        if odoo_status != "ran" or runner not in runners:
+            continue
+        result = counts(odoo_xml if runner == "pytest" else odoo_log)
+        results.append(result)
+        missing = missing or result is None
+        print(f"{label} {describe(result, 'did not run to its end (see above)')}")
+    results = [r for r in results if r]
     total = {key: sum(r[key] for r in results) for key in ("ran", "passed", "failed", "skipped")}
     print(f"total: {line(total)}")
     if total["ran"] - total["skipped"] <= 0:
         print("error: no test was executed", file=sys.stderr)
         return 1
-    if odoo_status == "ran" and not odoo:
-        return 1
-    return 1 if total["failed"] else 0
+    return 1 if total["failed"] or missing else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:6]))

@@ -1,6 +1,7 @@
-"""Concurrent duplicates, against real transactions: the API through the real
-HTTP server, and Odoo's own sync_from_ui through separate cursors. Data is
-committed, so every test cleans up after itself."""
+"""Concurrent duplicates, against real transactions: the API through a
+prefork server of the test's own (truly separate connections and
+transactions, under any test runner), and Odoo's own sync_from_ui through
+separate cursors. Data is committed, so every test cleans up after itself."""
 
 import json
 import threading
@@ -9,15 +10,16 @@ import uuid
 
 from odoo import api
 from odoo.tests import TransactionCase, tagged
-from odoo.tools import config as odoo_config
 
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
+from .server import OwnServerMixin
+from .threads import thread_env
 
 K = 8
 
 
 @tagged("post_install", "-at_install")
-class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
+class TestConcurrentDuplicates(OwnServerMixin, PosApiFactories, TransactionCase):
     def setUp(self):
         super().setUp()
         self.uuids = []
@@ -69,6 +71,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             return cr.fetchone()[0]
 
     def test_api_duplicates_from_separate_connections_create_one_order(self):
+        self.base = self._start_server(workers=4)
         order_uuid = str(uuid.uuid4())
         self.uuids.append(order_uuid)
         body = {
@@ -83,7 +86,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
 
     def _post(self, path, payload, headers=None):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{odoo_config['http_port']}/pos_api/v1{path}",
+            f"{self.base}{path}",
             data=json.dumps(payload).encode(),
             method="POST",
             headers={
@@ -92,10 +95,11 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
                 **(headers or {}),
             },
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with self.opener.open(request, timeout=60) as response:
             return response.status, json.loads(response.read())
 
     def test_payment_key_sent_at_once_from_separate_connections_pays_once(self):
+        self.base = self._start_server(workers=4)
         order_uuid = str(uuid.uuid4())
         self.uuids.append(order_uuid)
         status, created = self._post(
@@ -139,7 +143,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
 
         def push():
             with self.registry.cursor() as cr:
-                env = api.Environment(cr, self.admin_id, {})
+                env = thread_env(self.registry, cr, self.admin_id)
                 env["pos.order"].sync_from_ui([dict(payload)])
             return True  # the cursor committed on leaving the block
 

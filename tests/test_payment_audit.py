@@ -14,6 +14,7 @@ from odoo.tools import SQL, mute_logger
 
 from ..pos_core import audit
 from .common import PosApiCommon, PosApiHttpCommon
+from .threads import thread_env
 
 TABLE = "pos_payment_audit"
 ROW_TRIGGER, TRUNCATE_TRIGGER = audit.trigger_names(TABLE)
@@ -441,7 +442,7 @@ class TestPaymentAuditConcurrency(AuditFactories, TransactionCase):
             )
 
     def _append(self, cr):
-        env = api.Environment(cr, api.SUPERUSER_ID, {})
+        env = thread_env(self.registry, cr, api.SUPERUSER_ID)
         company = env["res.company"].browse(self.company_id)
         rows = env["pos.payment.audit"]._append([self._event(company)])
         self.created += rows.ids

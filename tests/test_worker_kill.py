@@ -10,18 +10,13 @@ have had exactly one effect, and the payment audit chain must still verify.
 Data is committed, so the test cleans up after itself.
 """
 
-import contextlib
 import http.client
 import json
 import logging
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -30,11 +25,11 @@ import uuid
 from collections import Counter
 from decimal import Decimal
 
-import odoo
 from odoo import api
 from odoo.tests import TransactionCase, tagged
 
-from .common import API, DEMO_CONFIG_XMLID, PosApiFactories
+from .common import DEMO_CONFIG_XMLID, PosApiFactories
+from .server import OwnServerMixin
 
 _logger = logging.getLogger(__name__)
 
@@ -49,18 +44,10 @@ REQUEST_TIMEOUT = 30
 RETRIES = 20  # per key that got no answer
 RETRY_PAUSE = 0.25
 RETRY_PHASE_LIMIT = 180
-STARTUP_TIMEOUT = 60
-STOP_TIMEOUT = 10
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @tagged("post_install", "-at_install")
-class TestWorkerKill(PosApiFactories, TransactionCase):
+class TestWorkerKill(OwnServerMixin, PosApiFactories, TransactionCase):
     def setUp(self):
         super().setUp()
         self.uuids = []
@@ -70,8 +57,6 @@ class TestWorkerKill(PosApiFactories, TransactionCase):
         self.attempts = []  # (key, phase, outcome): a status or an exception name
         self.in_flight = 0
         self.lock = threading.Lock()
-        # Loopback only, whatever proxy the environment names.
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self.admin_id = self.env.ref("base.user_admin").id
         with self.registry.cursor() as cr:
             env = api.Environment(cr, self.admin_id, {})
@@ -107,93 +92,6 @@ class TestWorkerKill(PosApiFactories, TransactionCase):
     # ------------------------------------------------------------------
     # the server
     # ------------------------------------------------------------------
-    def _odoo_command(self):
-        odoo_bin = os.path.join(os.path.dirname(os.path.dirname(odoo.__file__)), "odoo-bin")
-        if os.path.isfile(odoo_bin):
-            return [sys.executable, odoo_bin]
-        script = shutil.which("odoo")
-        if script:
-            return [script]
-        self.skipTest(
-            f"no odoo-bin next to the odoo package ({odoo_bin}) and no `odoo` script on "
-            "PATH: cannot start a prefork server"
-        )
-        return None
-
-    def _start_server(self):
-        """A prefork server of our own, in its own process group; its base URL."""
-        dbname = self.env.cr.dbname
-        port = _free_port()
-        command = [
-            *self._odoo_command(),
-            "-c",
-            odoo.tools.config.rcfile,
-            "-d",
-            dbname,
-            "--db-filter",
-            f"^{dbname}$",
-            "--workers",
-            "2",
-            "--max-cron-threads",
-            "0",
-            "--http-port",
-            str(port),
-            "--gevent-port",
-            str(_free_port()),
-            "--http-interface",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-        ]
-        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by a cleanup
-        self.addCleanup(log.close)
-        self.server_log = log
-        self.server = subprocess.Popen(  # stopped by a cleanup
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.addCleanup(self._stop_server)
-        base = f"http://127.0.0.1:{port}{API}"
-        self._wait_healthy(base)
-        return base
-
-    def _stop_server(self):
-        server = self.server
-        # The group: the master, its HTTP workers and the gevent process.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=STOP_TIMEOUT)
-        # Whatever is left of it, the master included when it did not stop.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=STOP_TIMEOUT)
-
-    def _server_output(self):
-        self.server_log.seek(0)
-        return self.server_log.read()[-4000:].decode(errors="replace")
-
-    def _wait_healthy(self, base):
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        last_error = None
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                self.fail(
-                    f"the Odoo server exited with {self.server.returncode}:\n"
-                    f"{self._server_output()}"
-                )
-            try:
-                with self.opener.open(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-                last_error = response.status
-            except (OSError, http.client.HTTPException) as exc:
-                last_error = exc  # not listening yet, or a worker being replaced
-            time.sleep(0.25)
-        self.fail(
-            f"the Odoo server did not answer within {STARTUP_TIMEOUT} s ({last_error!r}):\n"
-            f"{self._server_output()}"
-        )
-
     def _http_workers(self):
         """Pids of the master's live HTTP workers: its children but the gevent
         process and the dead ones not reaped yet."""

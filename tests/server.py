@@ -1,0 +1,126 @@
+"""An Odoo server process of a test's own, on the test's database.
+
+Tests that need truly concurrent transactions over HTTP use it: the HTTP
+server of Odoo's own test runner shares the test cursor while an HttpCase
+runs, so requests from "separate connections" there would serialize. Data
+such a test writes is committed: it cleans up after itself.
+"""
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import odoo
+
+from .common import API
+
+STARTUP_TIMEOUT = 60
+STOP_TIMEOUT = 10
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OwnServerMixin:
+    """For a TransactionCase: ``_start_server()`` starts a prefork server
+    (its own process group, stopped by a cleanup) and returns its API URL."""
+
+    # Loopback only, whatever proxy the environment names.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _odoo_command(self):
+        odoo_bin = os.path.join(os.path.dirname(os.path.dirname(odoo.__file__)), "odoo-bin")
+        if os.path.isfile(odoo_bin):
+            return [sys.executable, odoo_bin]
+        script = shutil.which("odoo")
+        if script:
+            return [script]
+        self.skipTest(
+            f"no odoo-bin next to the odoo package ({odoo_bin}) and no `odoo` script on "
+            "PATH: cannot start a server process"
+        )
+        return None
+
+    def _start_server(self, workers=2):
+        dbname = self.env.cr.dbname
+        port = free_port()
+        command = [
+            *self._odoo_command(),
+            "-c",
+            odoo.tools.config.rcfile,
+            "-d",
+            dbname,
+            "--db-filter",
+            f"^{dbname}$",
+            "--workers",
+            str(workers),
+            "--max-cron-threads",
+            "0",
+            "--http-port",
+            str(port),
+            "--gevent-port",
+            str(free_port()),
+            "--http-interface",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ]
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by a cleanup
+        self.addCleanup(log.close)
+        self.server_log = log
+        self.server = subprocess.Popen(  # stopped by a cleanup
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.addCleanup(self._stop_server)
+        base = f"http://127.0.0.1:{port}{API}"
+        self._wait_healthy(base)
+        return base
+
+    def _stop_server(self):
+        server = self.server
+        # The group: the master, its HTTP workers and the gevent process.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=STOP_TIMEOUT)
+        # Whatever is left of it, the master included when it did not stop.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=STOP_TIMEOUT)
+
+    def _server_output(self):
+        self.server_log.seek(0)
+        return self.server_log.read()[-4000:].decode(errors="replace")
+
+    def _wait_healthy(self, base):
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                self.fail(
+                    f"the Odoo server exited with {self.server.returncode}:\n"
+                    f"{self._server_output()}"
+                )
+            try:
+                with self.opener.open(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+                last_error = response.status
+            except (OSError, http.client.HTTPException) as exc:
+                last_error = exc  # not listening yet, or a worker being replaced
+            time.sleep(0.25)
+        self.fail(
+            f"the Odoo server did not answer within {STARTUP_TIMEOUT} s ({last_error!r}):\n"
+            f"{self._server_output()}"
+        )
