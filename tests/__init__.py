@@ -7,6 +7,7 @@ from . import (
     test_lifecycle,
     test_payment_audit,
     test_payments,
+    test_upgrade,
     test_pos_ui_tour,
     test_worker_kill,
 )
