@@ -201,6 +201,23 @@ class TestHostileInput(PosApiHttpCommon):
         self.assertEqual(document["paths"], api_spec.openapi()["paths"])
         self.assertNotIn("servers", api_spec.openapi_document(), "the cached copy is untouched")
 
+    def test_openapi_links_lead_from_a_created_order_to_the_routes_taking_its_id(self):
+        status, document = self._call("GET", "/openapi.json")
+        self.assertEqual(status, 200)
+        links = document["paths"][f"{API}/orders"]["post"]["responses"]["201"]["links"]
+        with_order_id = {
+            operation["operationId"]
+            for path, operations in document["paths"].items()
+            if "{order_id}" in path
+            for operation in operations.values()
+        }
+        self.assertEqual(set(links), with_order_id)
+        self.assertIn("order_payments", links)
+        for link in links.values():
+            self.assertEqual(link["parameters"], {"order_id": "$response.body#/order/id"})
+        order_id = document["paths"][f"{API}/orders/{{order_id}}"]["get"]["parameters"][0]
+        self.assertEqual(order_id["schema"]["maximum"], limits.MAX_INT)
+
     def test_audit_verify_is_incremental_from_the_last_check(self):
         order = self._draft()
         total = f"{order.amount_total:.2f}"
