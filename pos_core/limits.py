@@ -14,12 +14,15 @@ instead of a 500.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import accumulate
 
 from .exceptions import InvalidInput, PosApiError
+
+_logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- bodies
 MAX_BODY_BYTES = 1024 * 1024
@@ -74,11 +77,15 @@ DEFAULT_RATES = {
 
 
 def rates(overrides: dict[str, str]) -> dict[str, Rate]:
-    """The default rates with the configured ones (``{class: "COUNT/SECONDS"}``)."""
+    """The default rates with the configured ones (``{class: "COUNT/SECONDS"}``);
+    a value that does not parse keeps the default, with a warning."""
     result = dict(DEFAULT_RATES)
     for name, text in overrides.items():
         if text:
-            result[name] = Rate.parse(text)
+            try:
+                result[name] = Rate.parse(text)
+            except ValueError:
+                _logger.warning("Ignoring rate_%s = %r: expected COUNT/SECONDS", name, text)
     return result
 
 

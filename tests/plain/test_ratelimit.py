@@ -85,6 +85,7 @@ def test_rates_parse_count_per_seconds_and_refuse_nonsense():
     assert rates({"write": "10/2"})["write"] == Rate(10, 2.0)
     assert rates({"write": "10/2"})["write"].per_second == 5
     assert rates({})["read"] == rates({"read": ""})["read"]
+    assert rates({"read": "many"})["read"] == rates({})["read"]  # a typo keeps the default
     for bad in ("0/1", "5/0", "x/1"):
         with pytest.raises(ValueError):
             Rate.parse(bad)
