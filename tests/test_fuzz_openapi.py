@@ -26,7 +26,7 @@ _logger = logging.getLogger(__name__)
 
 # Bounds of the run: a few examples per operation, one worker, a fixed seed
 # (a deeper run: POS_API_FUZZ_EXAMPLES=50 POS_API_FUZZ_SEED=7).
-MAX_EXAMPLES = int(os.environ.get("POS_API_FUZZ_EXAMPLES", "6"))
+MAX_EXAMPLES = int(os.environ.get("POS_API_FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("POS_API_FUZZ_SEED", "20251201"))
 TIMEOUT = int(os.environ.get("POS_API_FUZZ_TIMEOUT", "240"))
 
