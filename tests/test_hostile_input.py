@@ -14,6 +14,7 @@ from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from ..pos_core import api_spec, limits
+from ..pos_core import audit as audit_engine
 from .common import API, PosApiHttpCommon
 
 
@@ -218,7 +219,8 @@ class TestHostileInput(PosApiHttpCommon):
         order_id = document["paths"][f"{API}/orders/{{order_id}}"]["get"]["parameters"][0]
         self.assertEqual(order_id["schema"]["maximum"], limits.MAX_INT)
 
-    def test_audit_verify_is_incremental_from_the_last_check(self):
+    def _paid_and_verified(self):
+        """Pay an order, verify: the sequence of the check's head."""
         order = self._draft()
         total = f"{order.amount_total:.2f}"
         pay = {"payments": [{"payment_method_id": self.cash_method.id, "amount": total}]}
@@ -236,8 +238,24 @@ class TestHostileInput(PosApiHttpCommon):
         check = self.env["pos.payment.audit.check"].search(
             [("company_id", "=", self.config.company_id.id)], limit=1
         )
-        head = check.head_sequence
-        self.assertGreater(head, 0)
+        self.assertGreater(check.head_sequence, 0)
+        return check.head_sequence
+
+    def test_audit_verify_of_a_chain_cut_before_the_last_check_head(self):
+        head = self._paid_and_verified()
+        self.env.cr.execute(
+            "ALTER TABLE pos_payment_audit DISABLE TRIGGER USER;"
+            "DELETE FROM pos_payment_audit WHERE company_id = %s AND sequence >= %s;"
+            "ALTER TABLE pos_payment_audit ENABLE TRIGGER USER;",
+            (self.config.company_id.id, head),
+        )
+        status, result = self._call("GET", "/audit/verify", device=self.manager)
+        self.assertEqual(status, 200, result)
+        self.assertFalse(result["ok"])
+        self.assertEqual(result["first_broken"]["reason"], audit_engine.TRUNCATED)
+
+    def test_audit_verify_is_incremental_from_the_last_check(self):
+        head = self._paid_and_verified()
         status, second = self._call("GET", "/audit/verify", device=self.manager)
         self.assertEqual(status, 200, second)
         # Only the last check's head is read again: nothing else changed.
