@@ -5,9 +5,8 @@ import functools
 import hashlib
 import json
 import logging
-from decimal import Decimal
 
-from psycopg2 import IntegrityError
+from psycopg2 import DataError, IntegrityError
 from pydantic import ValidationError as SchemaError
 
 from odoo import SUPERUSER_ID, api, http
@@ -15,7 +14,8 @@ from odoo.exceptions import AccessError, MissingError, UserError, ValidationErro
 from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
-from ..pos_core import api_spec, billing, tokens
+from ..models.pos_api_device import api_settings
+from ..pos_core import api_spec, billing, limits, ratelimit, tokens
 from ..pos_core import schemas as s
 from ..pos_core.exceptions import (
     Conflict,
@@ -24,13 +24,15 @@ from ..pos_core.exceptions import (
     NotFound,
     PayloadTooLarge,
     PosApiError,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
 
 _logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
+# One limiter per worker process (and Redis URL); see _rate_limit.
+_LIMITERS = {}
 
 
 def endpoint(name):
@@ -72,14 +74,14 @@ class PosApiController(http.Controller):
     # ------------------------------------------------------------------
     def _dispatch(self, route, func, kwargs):
         try:
-            length = request.httprequest.content_length or 0
-            if length > MAX_BODY_BYTES:
-                raise PayloadTooLarge(
-                    f"The body exceeds {MAX_BODY_BYTES} bytes.", details={"limit": MAX_BODY_BYTES}
-                )
+            raw = self._read_body()
+            for name, value in kwargs.items():
+                if isinstance(value, int):
+                    limits.check_id(name, value)
             request.update_env(user=SUPERUSER_ID)
             device = self._authenticate(route) if route.roles is not None else None
-            body = self._parse(route) if route.request else None
+            self._rate_limit(route, device)
+            body = self._parse(route, raw) if route.request else None
             if route.idempotent:
                 status, payload = self._idempotent(
                     route,
@@ -97,7 +99,61 @@ class PosApiController(http.Controller):
             if not getattr(exc, "keep_writes", False):
                 request.env.cr.rollback()
             status, payload = self._error_payload(exc)
-            return request.make_json_response(payload, status=status)
+            response = request.make_json_response(payload, status=status)
+            if isinstance(exc, TooManyRequests):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+
+    @staticmethod
+    def _read_body():
+        """The body, of at most ``MAX_BODY_BYTES``, read from the stream:
+        a chunked body has no Content-Length to check, and no more than one
+        byte past the limit is ever read, on every route."""
+        limit = limits.MAX_BODY_BYTES
+        too_large = PayloadTooLarge(f"The body exceeds {limit} bytes.", details={"limit": limit})
+        if (request.httprequest.content_length or 0) > limit:
+            raise too_large
+        # Odoo's wrapper does not expose werkzeug's stream.
+        wrapped = request.httprequest._HTTPRequest__wrapped
+        raw = getattr(wrapped, "_cached_data", None)
+        if raw is None:
+            chunks, size = [], 0
+            while size <= limit:
+                chunk = wrapped.stream.read(limit + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            raw = b"".join(chunks)
+            # Kept: when Odoo retries the request after a serialization
+            # conflict, the body must still be there (werkzeug's own cache).
+            wrapped._cached_data = raw
+        if len(raw) > limit:
+            raise too_large
+        return raw
+
+    @staticmethod
+    def _rate_limit(route, device):
+        """Take a token from the bucket of the device (of the client address
+        for unauthenticated routes) and the route's class; 429 when empty."""
+        settings = api_settings()
+        if not settings.rate_limit:
+            return
+        limiter = _LIMITERS.get(settings.redis_url)
+        if limiter is None:
+            limiter = _LIMITERS[settings.redis_url] = ratelimit.RateLimiter(settings.redis_url)
+        rate_class = route.rate_class
+        rate = limits.rates(
+            {name: getattr(settings, f"rate_{name}") for name in limits.RATE_CLASSES}
+        )[rate_class]
+        subject = f"device:{device.id}" if device else f"addr:{request.httprequest.remote_addr}"
+        decision = limiter.hit(f"{request.db}:{subject}:{rate_class}", rate)
+        if not decision.allowed:
+            raise TooManyRequests(
+                f"Too many {rate_class} requests: retry in {decision.retry_after_header} s.",
+                retry_after=decision.retry_after_header,
+                details={"class": rate_class, "retry_after": decision.retry_after_header},
+            )
 
     def _authenticate(self, route):
         header = request.httprequest.headers.get("Authorization", "")
@@ -131,24 +187,13 @@ class PosApiController(http.Controller):
         )
         return device.with_env(request.env(su=True))
 
-    def _parse(self, route):
+    def _parse(self, route, raw):
         if request.httprequest.mimetype != "application/json":
             raise UnsupportedMediaType(
                 "Send the body as application/json.",
                 details={"content_type": request.httprequest.mimetype},
             )
-        # Cached: when Odoo retries the request after a serialization conflict,
-        # the body must still be there.
-        raw = request.httprequest.get_data(cache=True)
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"The body exceeds {MAX_BODY_BYTES} bytes.", details={"limit": MAX_BODY_BYTES}
-            )
-        try:
-            data = json.loads(raw or b"{}", parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PosApiError("The body is not valid JSON.", code="malformed_json") from exc
-        return route.request.model_validate(data)
+        return route.request.model_validate(limits.decode_json(raw))
 
     def _idempotent(self, route, device, body, path_params, call):
         """Stripe's semantics for an ``Idempotency-Key``: the key row is
@@ -229,12 +274,28 @@ class PosApiController(http.Controller):
         if isinstance(exc, billing.BillingError):
             error = InvalidInput(exc.message, code=exc.code, details=exc.details)
             return error.status, error.to_dict()
+        # Odoo's access and missing-record texts name users, models, ids and
+        # record rules: the device gets a plain message, the log the details.
         if isinstance(exc, AccessError):
-            return 403, Forbidden(str(exc)).to_dict()
+            _logger.info("POS API: access denied: %s", exc)
+            error = Forbidden("The device's user may not access this record.", code="access_denied")
+            return error.status, error.to_dict()
         if isinstance(exc, MissingError):
-            return 404, NotFound(str(exc)).to_dict()
+            _logger.info("POS API: missing record: %s", exc)
+            error = NotFound("The record does not exist or was deleted.", code="missing_record")
+            return error.status, error.to_dict()
         if isinstance(exc, (UserError, ValidationError)):
             return 422, InvalidInput(str(exc), code="rejected").to_dict()
+        if isinstance(exc, IntegrityError):
+            _logger.info("POS API: constraint violation: %s", exc)
+            error = Conflict(
+                "The change conflicts with existing data.", code="constraint_violation"
+            )
+            return error.status, error.to_dict()
+        if isinstance(exc, DataError):
+            _logger.info("POS API: value refused by the database: %s", exc)
+            error = InvalidInput("A value is out of range.", code="value_out_of_range")
+            return error.status, error.to_dict()
         _logger.exception("POS API: unexpected error")
         return 500, {
             "error": {"code": "internal_error", "message": "Internal error.", "details": {}}
@@ -265,7 +326,12 @@ class PosApiController(http.Controller):
 
     @endpoint("openapi")
     def openapi(self, device, body):
-        return 200, api_spec.openapi(request.httprequest.host_url.rstrip("/"))
+        # Built once per worker; only the server URL depends on the request
+        # (its Host header: not a cache key a client could grow).
+        return 200, {
+            **api_spec.openapi_document(),
+            "servers": [{"url": request.httprequest.host_url.rstrip("/")}],
+        }
 
     @endpoint("refresh")
     def refresh(self, device, body):
@@ -458,7 +524,7 @@ class PosApiController(http.Controller):
 
     @endpoint("audit_verify")
     def audit_verify(self, device, body):
-        result = request.env["pos.payment.audit"]._verify(device.company_id)
+        result = request.env["pos.payment.audit"]._verify_incremental(device.company_id)
         return 200, _dump(s.AuditVerifyOut, result)
 
     @staticmethod

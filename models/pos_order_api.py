@@ -11,7 +11,7 @@ from odoo import api, fields, models
 from odoo.fields import Command
 from odoo.tools import SQL
 
-from ..pos_core import billing
+from ..pos_core import billing, limits
 from ..pos_core import lifecycle as lc
 from ..pos_core.exceptions import Conflict, InvalidInput, NotFound
 from .pos_config_menu import _dec
@@ -564,6 +564,12 @@ class PosOrder(models.Model):
 
     def _api_add_lines(self, lines, device):
         self._api_check_editable()
+        if len(self.lines) + len(lines) > limits.MAX_LINES_PER_ORDER:
+            raise InvalidInput(
+                f"An order holds at most {limits.MAX_LINES_PER_ORDER} lines.",
+                code="too_many_lines",
+                details={"limit": limits.MAX_LINES_PER_ORDER, "lines": len(self.lines)},
+            )
         existing = set(self.lines.mapped("uuid"))
         commands = []
         for vals, _line in self._api_lines_vals(self.config_id._api_menu(), lines, device):
@@ -718,9 +724,11 @@ class PosOrder(models.Model):
             domain.append(("table_id", "=", _int_param(params, "table_id")))
         if params.get("updated_since"):
             domain.append(("write_date", ">=", _datetime_param(params, "updated_since")))
-        limit = _int_param(params, "limit", 50)
-        if not 1 <= limit <= 200:
-            raise InvalidInput("limit must be within 1-200.", code="invalid_filter")
+        limit = _int_param(params, "limit", limits.DEFAULT_PAGE_SIZE)
+        if not 1 <= limit <= limits.MAX_PAGE_SIZE:
+            raise InvalidInput(
+                f"limit must be within 1-{limits.MAX_PAGE_SIZE}.", code="invalid_filter"
+            )
         if params.get("cursor"):
             domain.append(("id", ">", _decode_cursor(params["cursor"])))
         orders = self.search(domain, order="id asc", limit=limit + 1)
@@ -812,11 +820,14 @@ def _int_param(params, name, default=None):
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
+        value = None
+    if value is None or abs(value) > limits.MAX_INT:
         raise InvalidInput(
-            f"{name} must be an integer.", code="invalid_filter", details={name: raw}
-        ) from None
+            f"{name} must be an integer.", code="invalid_filter", details={name: raw[:40]}
+        )
+    return value
 
 
 def _datetime_param(params, name):
@@ -834,6 +845,10 @@ def _encode_cursor(record_id):
 
 def _decode_cursor(cursor):
     try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"])
-    except (ValueError, TypeError, KeyError):
-        raise InvalidInput("The cursor is not valid.", code="invalid_cursor") from None
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        after = None
+    # An int of PostgreSQL's range only: not 1e400 (inf), 1.5, true or "1".
+    if type(after) is not int or not 0 <= after <= limits.MAX_INT:
+        raise InvalidInput("The cursor is not valid.", code="invalid_cursor")
+    return after

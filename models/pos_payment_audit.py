@@ -357,7 +357,73 @@ class PosPaymentAudit(models.Model):
             "companies": companies,
         }
 
-    def _iter_rows(self, company_ids, page_size):
+    @api.model
+    def _verify_incremental(self, company, page_size=VERIFY_PAGE):
+        """What the API's ``/audit/verify`` runs: the records of ``company``
+        from the head of its last check that held, not the whole chain (the
+        daily ``_cron_verify`` walks it all).
+
+        The check's head record is read again and must still carry the hash
+        the check saw; the walk then continues link by link. The result is
+        recorded as a new check, the next call's starting point. Returns the
+        shape of :meth:`_verify` plus ``since_sequence``.
+        """
+        self.check_access("read")
+        if not self.env.su and company not in self.env.user.company_ids:
+            raise AccessError(self.env._("You can only verify the chains of your companies."))
+        last = (
+            self.env["pos.payment.audit.check"]
+            .sudo()
+            .search(
+                [("company_id", "=", company.id), ("ok", "=", True), ("head_sequence", ">", 0)],
+                order="head_sequence desc, id desc",
+                limit=1,
+            )
+        )
+        since = last.head_sequence
+        verifier = audit.ChainVerifier({since: last.head_hash} if last else None)
+        rows = self._iter_rows(company.ids, page_size, from_sequence=since)
+        for row in rows:
+            if since and verifier.result.checked == 0:
+                # Start just before the anchor: its own link is checked against
+                # the hash it had then (a missing anchor is a gap or a cut).
+                verifier.result.head_sequence = since - 1
+                verifier.result.head_hash = (
+                    row["previous_hash"] if row["sequence"] == since else None
+                )
+            verifier.feed(row)
+        if since and verifier.result.checked == 0:
+            verifier.result.head_sequence = since - 1
+        details = verifier.finish().to_dict()
+        details["company_id"] = company.id
+        first = details["first_broken"]
+        if first:
+            first["company_id"] = company.id
+        # Only a head this walk verified may anchor later ones.
+        verified_head = details["head_sequence"] >= max(since, 1)
+        self.env["pos.payment.audit.check"].sudo().create(
+            {
+                "company_id": company.id,
+                "ok": details["ok"],
+                "checked": details["checked"],
+                "head_sequence": details["head_sequence"] if verified_head else 0,
+                "head_hash": details["head_hash"] if verified_head else False,
+                "first_broken_id": (first or {}).get("id") or False,
+                "first_broken_sequence": (first or {}).get("sequence") or 0,
+                "reason": (first or {}).get("reason") or False,
+                "broken_count": len(details["broken_ids"]),
+            }
+        )
+        return {
+            "ok": details["ok"],
+            "checked": details["checked"],
+            "since_sequence": since,
+            "first_broken": first,
+            "broken_ids": details["broken_ids"],
+            "companies": [details],
+        }
+
+    def _iter_rows(self, company_ids, page_size, from_sequence=0):
         """Rows as dicts, ordered by (company, sequence, id), streamed from a
         server-side cursor in pages of ``page_size``, in this transaction's
         snapshot.
@@ -378,6 +444,8 @@ class PosPaymentAudit(models.Model):
         where_company = (
             SQL("company_id IN %s", tuple(company_ids)) if company_ids is not None else SQL("TRUE")
         )
+        if from_sequence:
+            where_company = SQL("%s AND sequence >= %s", where_company, from_sequence)
         query = SQL(
             "SELECT %s FROM %s WHERE %s ORDER BY company_id, sequence, id",
             select,

@@ -7,12 +7,14 @@ the same entries and models, so the document cannot drift from the code.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from . import limits
 from . import schemas as s
 
 PREFIX = "/pos_api/v1"
@@ -35,6 +37,17 @@ class Route:
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     idempotent: bool = False  # needs an Idempotency-Key header (Stripe's semantics)
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rate_class(self) -> str:
+        """Which of the device's rate limits (:data:`limits.DEFAULT_RATES`) a call takes from."""
+        if self.name == "refresh":
+            return limits.AUTH
+        if self.name == "audit_verify":
+            return limits.AUDIT
+        if self.idempotent or self.name == "order_pay":
+            return limits.PAYMENT
+        return limits.READ if self.method == "GET" else limits.WRITE
 
     @property
     def odoo_path(self) -> str:
@@ -263,7 +276,11 @@ def openapi(server_url: str = "") -> dict:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer" if name.endswith("_id") else "string"},
+                "schema": (
+                    {"type": "integer", "minimum": 1, "maximum": limits.MAX_INT}
+                    if name.endswith("_id")
+                    else {"type": "string"}
+                ),
             }
             for name in re.findall(r"\{(\w+)\}", route.path)
         ]
@@ -277,6 +294,8 @@ def openapi(server_url: str = "") -> dict:
             }
             for name, kind, desc in route.query
         ]
+        if route.name == "order_create":
+            operation["responses"][str(route.status)]["links"] = _order_links()
         if route.idempotent:
             parameters.append(
                 {
@@ -315,6 +334,26 @@ def openapi(server_url: str = "") -> dict:
     if server_url:
         document["servers"] = [{"url": server_url}]
     return document
+
+
+def _order_links() -> dict:
+    """OpenAPI links from a created order to every route taking its id, so
+    that a client generator (or a stateful fuzzer) can follow them."""
+    return {
+        route.name: {
+            "operationId": route.name,
+            "parameters": {"order_id": "$response.body#/order/id"},
+        }
+        for route in ROUTES
+        if "{order_id}" in route.path
+    }
+
+
+@functools.cache
+def openapi_document() -> dict:
+    """:func:`openapi` without servers, built once per process. Callers
+    must not change it."""
+    return openapi()
 
 
 def _inputs() -> set[type[BaseModel]]:

@@ -66,3 +66,15 @@ class PaymentDeclined(PosApiError):
     status = 402
     code = "payment_declined"
     keep_writes = True
+
+
+class TooManyRequests(PosApiError):
+    """A rate limit is exhausted; ``retry_after`` (seconds) is sent as the
+    ``Retry-After`` header."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None, details=None):
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after

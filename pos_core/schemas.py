@@ -12,20 +12,24 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PositiveId = Annotated[int, Field(gt=0, lt=2**31, strict=True)]
+from .limits import MAX_BATCH_LINES, MAX_BATCH_ORDERS, MAX_INT, MAX_LINES_PER_ORDER
+
+PositiveId = Annotated[int, Field(gt=0, le=MAX_INT, strict=True)]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
 Amount = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
 PositiveAmount = Annotated[
     Decimal, Field(gt=0, max_digits=14, decimal_places=4, allow_inf_nan=False)
 ]
-Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=7, decimal_places=4)]
+Percent = Annotated[
+    Decimal, Field(ge=0, le=100, max_digits=7, decimal_places=4, allow_inf_nan=False)
+]
 ShortText = Annotated[str, Field(max_length=500)]
 Reason = Annotated[str, Field(max_length=200)]
 
-MAX_LINES = 300
-MAX_BATCH = 200
+MAX_LINES = MAX_LINES_PER_ORDER
+MAX_BATCH = MAX_BATCH_ORDERS
 # Only the states an order may be created in; later states have endpoints.
 CreateState = Literal["draft", "validated", "paid"]
 
@@ -128,7 +132,16 @@ class LinesAdd(Input):
 
 
 class BatchCreate(Input):
-    orders: Annotated[list[OrderCreate], Field(min_length=1, max_length=MAX_BATCH)]
+    orders: Annotated[list[OrderCreate], Field(min_length=1, max_length=MAX_BATCH)] = Field(
+        description=f"At most {MAX_BATCH} orders and {MAX_BATCH_LINES} lines in all."
+    )
+
+    @model_validator(mode="after")
+    def _total_lines(self):
+        total = sum(len(order.lines) for order in self.orders)
+        if total > MAX_BATCH_LINES:
+            raise ValueError(f"A batch holds at most {MAX_BATCH_LINES} lines, not {total}.")
+        return self
 
 
 class TransitionIn(Input):

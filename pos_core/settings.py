@@ -20,6 +20,14 @@ class Settings:
     jwt_secret: str = ""
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 3600
+    # Per-device request rates, "COUNT/SECONDS" (pos_core.limits.DEFAULT_RATES
+    # when empty); rate_limit = 0 turns rate limiting off.
+    rate_limit: int = 1
+    rate_read: str = ""
+    rate_write: str = ""
+    rate_payment: str = ""
+    rate_auth: str = ""
+    rate_audit: str = ""
 
 
 def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:

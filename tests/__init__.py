@@ -4,10 +4,13 @@ from . import (
     test_concurrency,
     test_demo_data,
     test_foundation,
+    test_fuzz_openapi,
+    test_hostile_input,
     test_lifecycle,
     test_payment_audit,
     test_payments,
     test_upgrade,
     test_pos_ui_tour,
+    test_rate_limit,
     test_worker_kill,
 )
