@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .limits import MAX_BATCH_LINES, MAX_BATCH_ORDERS, MAX_INT, MAX_LINES_PER_ORDER
 
@@ -36,6 +36,14 @@ CreateState = Literal["draft", "validated", "paid"]
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value):
+        # PostgreSQL text cannot hold U+0000: refused here, not at the INSERT.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text may not contain NUL (U+0000) characters")
+        return value
 
 
 class Output(BaseModel):

@@ -235,6 +235,24 @@ ensure_odoo_test_packages() {
   printf '%s' "$want" > "$stamp"
 }
 
+# schemathesis, for the Odoo tier's fuzz run, in a virtualenv of its own
+# (its dependencies are newer than Odoo's pins); exports its command.
+ensure_fuzz_venv() {
+  local venv="$ROOT/.venv-fuzz" stamp want
+  stamp="$venv/.pos_api_requirements"
+  want=$(sha256sum < "$ROOT/requirements-fuzz.txt" | cut -c1-16)
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing schemathesis into .venv-fuzz (the fuzz run of the OpenAPI document)"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      -r "$ROOT/requirements-fuzz.txt" || die "pip install -r requirements-fuzz.txt failed"
+    printf '%s' "$want" > "$stamp"
+  fi
+  export POS_API_SCHEMATHESIS="$venv/bin/schemathesis"
+}
+
 # The headless browser of the Odoo tier's tours (Odoo's HttpCase looks for
 # google-chrome, chromium, chromium-browser or google-chrome-stable on PATH),
 # and websocket-client, with which Odoo drives it, in .venv. Without apt-get

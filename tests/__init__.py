@@ -9,8 +9,8 @@ from . import (
     test_lifecycle,
     test_payment_audit,
     test_payments,
-    test_upgrade,
     test_pos_ui_tour,
     test_rate_limit,
+    test_upgrade,
     test_worker_kill,
 )

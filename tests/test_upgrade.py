@@ -9,7 +9,9 @@ uninstalls it. Each step is a separate Odoo process, as an integrator runs
 them.
 """
 
+import hashlib
 import json
+import re
 import subprocess
 
 import odoo
@@ -128,7 +130,7 @@ class TestUpgradeAndUninstall(OwnServerMixin, TransactionCase):
                 result[name] = cr.fetchone()[0]
             return result
 
-    def test_upgrade_keeps_orders_payments_and_audit(self):
+    def test_upgrade_keeps_data_and_uninstall_exports_the_audit_trail(self):
         self._odoo("-i", "point_of_sale_api")
         self._odoo("shell", stdin=SEED)
         before = self._counts()
@@ -139,3 +141,27 @@ class TestUpgradeAndUninstall(OwnServerMixin, TransactionCase):
         self.assertEqual(after, before)
         verify = self._odoo("shell", stdin=VERIFY)["verify"]
         self.assertTrue(verify["ok"], verify)
+
+        # Uninstalling drops the addon's tables, not its audit trail: that is
+        # exported first, and the database says where it went.
+        outcome = self._odoo("shell", stdin=UNINSTALL)
+        self.assertEqual((outcome["uninstalled"], outcome["state"]), (True, "uninstalled"), outcome)
+        with odoo.sql_db.db_connect(self.dbname).cursor() as cr:
+            cr.execute("SELECT to_regclass('pos_payment_audit')")
+            self.assertIsNone(cr.fetchone()[0], "the addon's tables are gone")
+            cr.execute(
+                "SELECT message FROM ir_logging WHERE func = 'uninstall_hook' ORDER BY id DESC"
+            )
+            messages = [row[0] for row in cr.fetchall()]
+        self.assertTrue(messages, "the export is recorded in ir.logging")
+        path = re.search(r"exported to (\S+)", messages[0]).group(1)
+        with open(path, encoding="utf-8") as handle:
+            header, *rows = [json.loads(line) for line in handle]
+        self.assertEqual(header["database"], self.dbname)
+        self.assertTrue(header["verification"]["ok"], header)
+        self.assertEqual(len(rows), before["audit"])
+        self.assertEqual(
+            hashlib.md5(",".join(row["hash"] for row in rows).encode()).hexdigest(),
+            before["audit_hashes"],
+            "every audit row, in order, with its hash",
+        )
