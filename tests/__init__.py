@@ -5,6 +5,8 @@ from . import (
     test_demo_data,
     test_foundation,
     test_lifecycle,
+    test_money_concurrency,
+    test_money_safety,
     test_payment_audit,
     test_payments,
     test_pos_ui_tour,
