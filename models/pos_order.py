@@ -187,7 +187,8 @@ class PosOrder(models.Model):
     def _api_side_effects(self, transition, device):
         """What Odoo must do before the lifecycle enters ``transition.target``."""
         target = transition.target
-        if target == lc.VALIDATED:
+        if target == lc.VALIDATED and not self.env.context.get("pos_api_prevalidated"):
+            # (prevalidated: checked just before, by _api_create_prepared)
             self._api_check_validation(device)
         if transition.needs_payment and self.state == "draft":
             self._api_mark_paid()
@@ -241,14 +242,14 @@ class PosOrder(models.Model):
     # ------------------------------------------------------------------
     # Validation at "validated"
     # ------------------------------------------------------------------
-    def _api_check_validation(self, device=None):
+    def _api_check_validation(self, device=None, menu=None):
         """Sellable products, pricelist prices, positive quantities, stock."""
         self.ensure_one()
         problems = []
         config = self.config_id
         if not self.lines:
             problems.append({"code": "empty_order", "message": "The order has no line."})
-        menu = config._api_menu()
+        menu = menu or config._api_menu()
         # The menu snapshot knows the sellable products (combos aside) and
         # caches pricelist prices: the ORM is asked only about the rest.
         products = self.lines.product_id

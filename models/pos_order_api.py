@@ -31,6 +31,12 @@ CONFIG_FIELDS = [
     "only_round_cash_method",
     "rounding_method",
     "api_kitchen_flow",
+    # what validation and the discount check read
+    "tip_product_id",
+    "api_check_stock",
+    "manual_discount",
+    "api_discount_limit_waiter",
+    "api_discount_limit_cashier",
     # pos_online_payment_self_order, when installed (a missing field costs
     # one read of the rest, as without this list)
     "self_order_online_payment_method_id",
@@ -378,7 +384,7 @@ class PosOrder(models.Model):
         menu = device.config_id._api_menu()
         session_id = self._api_open_session_id(device, menu)
         return self._api_create_prepared(
-            [self._api_prepare(payload, device, menu, session_id)], device
+            [self._api_prepare(payload, device, menu, session_id)], device, menu=menu
         )
 
     @api.model
@@ -476,7 +482,7 @@ class PosOrder(models.Model):
         return vals, payload.state
 
     @api.model
-    def _api_create_prepared(self, prepared, device):
+    def _api_create_prepared(self, prepared, device, menu=None):
         """Create prepared orders in one ORM call, then move each group of
         orders that share a target state along its path in one go.
 
@@ -485,6 +491,7 @@ class PosOrder(models.Model):
         batched follow-up step that makes their picking and writes them
         anyway (``api_chatter_pending``); other orders, which devices go on
         editing, get it at once. A caller's own chatter context is kept.
+        ``menu``: the snapshot the orders were prepared with, if at hand.
         """
         context = self.env.context
         deferrable = not any(
@@ -517,11 +524,19 @@ class PosOrder(models.Model):
                 by_path.setdefault((order.api_flow, state), self.browse())
                 by_path[order.api_flow, state] |= order
         for (flow, state), group in by_path.items():
-            # The transitions skipped by creating the order in a later state
-            # run their checks (validation: empty orders, stock, prices).
-            group.with_context(pos_api_defer_followup=True)._api_transition_path(
-                lc.path_to(flow, lc.DRAFT, state), device=device
-            )
+            path = lc.path_to(flow, lc.DRAFT, state)
+            if any(transition.target == lc.VALIDATED for transition in path):
+                # An order created in a later state goes through the checks
+                # of the transitions it skips (empty orders, stock, prices),
+                # here with one menu snapshot and one read of the lines'
+                # attributes for the whole batch.
+                menu = menu or device.config_id._api_menu()
+                group.lines.mapped("attribute_value_ids")
+                for order in group:
+                    order._api_check_validation(device, menu=menu)
+            group.with_context(
+                pos_api_defer_followup=True, pos_api_prevalidated=True
+            )._api_transition_path(path, device=device)
         return orders
 
     @api.model

@@ -312,6 +312,20 @@ class TestMoneySafety(PosApiHttpCommon):
                     "amount": 1000.0,
                 }
             )
+        # Nor any other money record of the addon.
+        for model in (
+            "pos.api.authorization",
+            "pos.payment.audit",
+            "pos.payment.audit.check",
+            "pos.api.idempotency",
+            "pos.order.state.history",
+        ):
+            for operation in ("write", "create", "unlink"):
+                with (
+                    self.subTest(model=model, operation=operation),
+                    self.assertRaises(AccessError),
+                ):
+                    self.env[model].with_user(user).check_access(operation)
         self._login("money_pos_user")
         answer = self._call_kw(
             "pos.api.authorization", "write", [authorization.ids, {"state": "captured"}]
