@@ -26,18 +26,20 @@ class PosOrder(models.Model):
         retries on a fresh snapshot that sees the other's payments and
         refunds. A mere ``FOR UPDATE`` would wait, then go on reading the
         old snapshot (a partial refund writes nothing else on its order).
+
+        Once the update went through, no transaction that touched these
+        orders committed after this one's snapshot began: what this
+        transaction has read and cached (amounts paid, refunded quantities,
+        held authorizations) is up to date, and needs no second read.
         """
         if not self.ids:
             return
-        self.env.flush_all()
         self.env.cr.execute(
             SQL(
                 "UPDATE pos_order SET write_date = write_date WHERE id IN %s",
                 tuple(self.ids),
             )
         )
-        # Computed amounts (refunded quantities) are read again from here on.
-        self.env.invalidate_all(flush=False)
 
     def _api_held_authorizations(self):
         self.ensure_one()
