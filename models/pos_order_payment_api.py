@@ -34,11 +34,14 @@ class PosOrder(models.Model):
         """
         if not self.ids:
             return
+        # A serialization failure here is expected and retried: not logged
+        # as a bad query.
         self.env.cr.execute(
             SQL(
                 "UPDATE pos_order SET write_date = write_date WHERE id IN %s",
                 tuple(self.ids),
-            )
+            ),
+            log_exceptions=False,
         )
 
     def _api_held_authorizations(self):
