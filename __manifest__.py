@@ -18,6 +18,7 @@
         "data/ir_cron.xml",
         "data/ir_cron_audit.xml",
         "views/pos_api_device_views.xml",
+        "views/pos_config_views.xml",
     ],
     "demo": [
         "data/demo/restaurant_demo.xml",

@@ -15,6 +15,7 @@ from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from ..models.pos_api_device import api_settings
+from ..models.pos_payment_audit import REQUEST_DEVICE_ATTRIBUTE
 from ..pos_core import api_spec, billing, limits, ratelimit, tokens
 from ..pos_core import schemas as s
 from ..pos_core.exceptions import (
@@ -530,7 +531,9 @@ class PosApiController(http.Controller):
     @staticmethod
     def _audited(records, device):
         """Records whose payments the audit trail attributes to the device
-        and to the call's Idempotency-Key."""
+        and to the call's Idempotency-Key. The request names the device too:
+        the audit believes a context's device only when the request agrees."""
+        setattr(request, REQUEST_DEVICE_ATTRIBUTE, device.id)
         return records.with_context(
             pos_api_device_id=device.id,
             pos_api_idempotency_key=request.httprequest.headers.get("Idempotency-Key"),

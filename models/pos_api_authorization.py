@@ -1,4 +1,5 @@
 from odoo import fields, models
+from odoo.tools import float_compare
 
 from ..pos_core import audit
 from ..pos_core.exceptions import Conflict
@@ -49,9 +50,22 @@ class PosApiAuthorization(models.Model):
             )
 
     def _capture(self, device):
-        self._check_open()
+        """Capture the held amount, if the order still owes it: the order is
+        locked first (see ``pos.order._api_lock_money``), so that concurrent
+        payments and captures see each other."""
+        self.ensure_one()
         order = self.order_id
+        order._api_lock_money()
+        self._check_open()
         order._api_check_payable()
+        due = order._api_due()
+        currency = order.currency_id
+        if float_compare(self.amount, due, precision_rounding=currency.rounding) > 0:
+            raise Conflict(
+                "The authorization exceeds what the order still owes.",
+                code="overpayment",
+                details={"due": due, "authorized": currency.round(self.amount)},
+            )
         payment = self.env["pos.payment"].create(
             {
                 "pos_order_id": order.id,
@@ -61,11 +75,14 @@ class PosApiAuthorization(models.Model):
                 "transaction_id": self.terminal_ref or False,
             }
         )
-        self.write({"state": "captured", "payment_id": payment.id})
+        # Written only here and in _void, audited: POS users read authorizations.
+        self.sudo().write({"state": "captured", "payment_id": payment.id})
         order.amount_paid = sum(order.payment_ids.mapped("amount"))
         order._api_settle_if_paid(device)
 
     def _void(self):
+        self.ensure_one()
+        self.order_id._api_lock_money()
         self._check_open()
-        self.state = "voided"
+        self.sudo().state = "voided"
         self.env["pos.payment.audit"]._enqueue([self._audit(audit.VOIDED)])

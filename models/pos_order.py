@@ -188,6 +188,7 @@ class PosOrder(models.Model):
         """What Odoo must do before the lifecycle enters ``transition.target``."""
         target = transition.target
         if target == lc.VALIDATED and not self.env.context.get("pos_api_prevalidated"):
+            # (prevalidated: checked just before, by _api_create_prepared)
             self._api_check_validation(device)
         if transition.needs_payment and self.state == "draft":
             self._api_mark_paid()
@@ -241,14 +242,14 @@ class PosOrder(models.Model):
     # ------------------------------------------------------------------
     # Validation at "validated"
     # ------------------------------------------------------------------
-    def _api_check_validation(self, device=None):
+    def _api_check_validation(self, device=None, menu=None):
         """Sellable products, pricelist prices, positive quantities, stock."""
         self.ensure_one()
         problems = []
         config = self.config_id
         if not self.lines:
             problems.append({"code": "empty_order", "message": "The order has no line."})
-        menu = config._api_menu()
+        menu = menu or config._api_menu()
         # The menu snapshot knows the sellable products (combos aside) and
         # caches pricelist prices: the ORM is asked only about the rest.
         products = self.lines.product_id
@@ -379,4 +380,27 @@ class PosOrderLine(models.Model):
         if not device and not self.env.user.has_group("point_of_sale.group_pos_manager"):
             raise Forbidden(
                 "Only POS managers can override prices.", code="price_override_forbidden"
+            )
+
+    @api.model
+    def _api_check_discount(self, config, device, discounts):
+        """Line discounts follow the point of sale: none when its "Line
+        Discounts" (``manual_discount``) is off, and within the device
+        role's ceiling (managers are exempt)."""
+        given = [discount for discount in discounts if discount > 0]
+        if not given:
+            return
+        if not config.manual_discount:
+            raise Forbidden(
+                "Line discounts are not allowed at this point of sale.",
+                code="discount_disabled",
+            )
+        if not device:
+            return
+        limit = config._api_discount_limit(device.role)
+        if limit is not None and float_compare(max(given), limit, precision_digits=4) > 0:
+            raise Forbidden(
+                f"A {device.role} device may give line discounts of at most {limit:g}%.",
+                code="discount_exceeds_limit",
+                details={"limit": limit, "discount": max(given)},
             )

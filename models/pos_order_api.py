@@ -5,7 +5,7 @@ import base64
 import json
 import logging
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from odoo import api, fields, models
 from odoo.fields import Command
@@ -31,6 +31,12 @@ CONFIG_FIELDS = [
     "only_round_cash_method",
     "rounding_method",
     "api_kitchen_flow",
+    # what validation and the discount check read
+    "tip_product_id",
+    "api_check_stock",
+    "manual_discount",
+    "api_discount_limit_waiter",
+    "api_discount_limit_cashier",
     # pos_online_payment_self_order, when installed (a missing field costs
     # one read of the rest, as without this list)
     "self_order_online_payment_method_id",
@@ -179,21 +185,31 @@ class PosOrder(models.Model):
                 parts = billing.split_by_items(bill, groups)
         except billing.BillingError as exc:
             raise InvalidInput(exc.message, code=exc.code, details=exc.details) from exc
+        # Amounts in the currency's decimals, as everywhere in the API (the
+        # engine computes with the rounding step's own exponent).
+        exponent = Decimal(1).scaleb(-self.currency_id.decimal_places)
+
+        def money(value):
+            return Decimal(value).quantize(exponent, ROUND_HALF_UP)
+
         return {
             "currency": self.currency_id.name,
             "lines": [
                 {
                     "uuid": line.key,
-                    "untaxed": line.untaxed,
-                    "tax": line.tax,
-                    "total": line.total,
-                    "discount": line.discount,
+                    "untaxed": money(line.untaxed),
+                    "tax": money(line.tax),
+                    "total": money(line.total),
+                    "discount": money(line.discount),
                 }
                 for line in bill.lines
             ],
-            "taxes": [tax._asdict() for tax in bill.taxes],
+            "taxes": [
+                {**tax._asdict(), "base": money(tax.base), "amount": money(tax.amount)}
+                for tax in bill.taxes
+            ],
             **{
-                key: getattr(bill, key)
+                key: money(getattr(bill, key))
                 for key in (
                     "subtotal",
                     "discount",
@@ -210,11 +226,11 @@ class PosOrder(models.Model):
                 {
                     "label": str(part.label),
                     "line_uuids": [str(key) for key in part.line_keys],
-                    "untaxed": part.untaxed,
-                    "tax": part.tax,
-                    "tip": part.tip,
-                    "total": part.total,
-                    "total_due": part.total_due,
+                    "untaxed": money(part.untaxed),
+                    "tax": money(part.tax),
+                    "tip": money(part.tip),
+                    "total": money(part.total),
+                    "total_due": money(part.total_due),
                 }
                 for part in parts
             ],
@@ -305,6 +321,9 @@ class PosOrder(models.Model):
                 )
             if data.price_unit is not None:
                 self.env["pos.order.line"]._api_check_price_override(device)
+        self.env["pos.order.line"]._api_check_discount(
+            device.config_id, device, [float(data.discount) for data in lines]
+        )
         prices = iter(
             self._api_menu_unit_prices(
                 menu,
@@ -365,16 +384,16 @@ class PosOrder(models.Model):
         menu = device.config_id._api_menu()
         session_id = self._api_open_session_id(device, menu)
         return self._api_create_prepared(
-            [self._api_prepare(payload, device, menu, session_id)], device
+            [self._api_prepare(payload, device, menu, session_id)], device, menu=menu
         )
 
     @api.model
     def _api_prepare(self, payload, device, menu, session_id):
         """Check an ``OrderCreate`` against the menu and return (vals, state).
 
-        Everything is checked before anything is written; the lines are built
-        from sellable products at pricelist prices, so the order passes
-        validation by construction.
+        Everything the request alone decides is checked before anything is
+        written; an order created in a later state then goes through the
+        checks of the transitions it skips (``_api_create_prepared``).
         """
         if payload.table_id:
             table = self.env["restaurant.table"].browse(payload.table_id).exists()
@@ -410,6 +429,12 @@ class PosOrder(models.Model):
                 )
         if payload.payments and payload.state != lc.PAID:
             raise InvalidInput("Payments come with state 'paid' only.", code="payment_not_final")
+        if payload.state == lc.PAID and not payload.payments and bill.total:
+            raise InvalidInput(
+                "A paid order needs its payments, unless its total is zero.",
+                code="payment_required",
+                details={"amount_total": float(bill.total)},
+            )
         now = fields.Datetime.now()
         company_id = device.company_id.id
         for command in line_vals:
@@ -457,7 +482,7 @@ class PosOrder(models.Model):
         return vals, payload.state
 
     @api.model
-    def _api_create_prepared(self, prepared, device):
+    def _api_create_prepared(self, prepared, device, menu=None):
         """Create prepared orders in one ORM call, then move each group of
         orders that share a target state along its path in one go.
 
@@ -466,6 +491,7 @@ class PosOrder(models.Model):
         batched follow-up step that makes their picking and writes them
         anyway (``api_chatter_pending``); other orders, which devices go on
         editing, get it at once. A caller's own chatter context is kept.
+        ``menu``: the snapshot the orders were prepared with, if at hand.
         """
         context = self.env.context
         deferrable = not any(
@@ -498,9 +524,19 @@ class PosOrder(models.Model):
                 by_path.setdefault((order.api_flow, state), self.browse())
                 by_path[order.api_flow, state] |= order
         for (flow, state), group in by_path.items():
+            path = lc.path_to(flow, lc.DRAFT, state)
+            if any(transition.target == lc.VALIDATED for transition in path):
+                # An order created in a later state goes through the checks
+                # of the transitions it skips (empty orders, stock, prices),
+                # here with one menu snapshot and one read of the lines'
+                # attributes for the whole batch.
+                menu = menu or device.config_id._api_menu()
+                group.lines.mapped("attribute_value_ids")
+                for order in group:
+                    order._api_check_validation(device, menu=menu)
             group.with_context(
                 pos_api_defer_followup=True, pos_api_prevalidated=True
-            )._api_transition_path(lc.path_to(flow, lc.DRAFT, state), device=device)
+            )._api_transition_path(path, device=device)
         return orders
 
     @api.model
@@ -523,44 +559,65 @@ class PosOrder(models.Model):
 
     @api.model
     def _api_name_lines(self, config, vals_list):
-        """Give new lines the names pos.order.line's create would draw from
-        the config's line sequence, in one query instead of one per line."""
+        """Give new orders their reference at creation, as the POS UI does:
+        the name Odoo would draw from the config's order sequence when the
+        order is paid (Odoo keeps a name it finds). Give new lines the names
+        pos.order.line's create would draw from the config's line sequence.
+        Both in one query instead of one per record."""
         config = config.sudo()
-        sequence = config.sequence_line_id
-        # One read of both sequences: Odoo draws the order's name from the
-        # other one when the order is paid.
-        (sequence | config.sequence_id).mapped("implementation")
-        unnamed = [
+        order_sequence, line_sequence = config.sequence_id, config.sequence_line_id
+        # One read of both sequences.
+        (order_sequence | line_sequence).mapped("implementation")
+        unnamed_orders = [vals for vals in vals_list if not vals.get("name")]
+        unnamed_lines = [
             command[2]
             for vals in vals_list
             for command in vals.get("lines", ())
             if command[0] == Command.CREATE and not command[2].get("name")
         ]
-        if not unnamed or not sequence or sequence.use_date_range:
+        draws = []
+        for sequence, targets in ((order_sequence, unnamed_orders), (line_sequence, unnamed_lines)):
+            if not sequence or not targets:
+                continue
+            if sequence.implementation == "standard" and not sequence.use_date_range:
+                draws.append((sequence, targets))
+            elif sequence == order_sequence:
+                # A no-gap or dated sequence is locked and drawn by Odoo, one by one.
+                for vals in targets:
+                    vals["name"] = sequence._next()
+            # (lines: pos.order.line's create draws such a sequence itself)
+        if not draws:
             return
-        if sequence.implementation != "standard":
-            return  # a no-gap sequence is locked and drawn by Odoo, line by line
         self.env.cr.execute(
             SQL(
-                "SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
-                f"ir_sequence_{sequence.id:03d}",
-                len(unnamed),
+                "SELECT %s",
+                SQL(", ").join(
+                    SQL(
+                        "ARRAY(SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1)",
+                        f"ir_sequence_{sequence.id:03d}",
+                        len(targets),
+                    )
+                    for sequence, targets in draws
+                ),
             )
         )
-        for line_vals, (number,) in zip(unnamed, self.env.cr.fetchall()):
-            line_vals["name"] = sequence.get_next_char(number)
+        for (sequence, targets), numbers in zip(draws, self.env.cr.fetchone()):
+            for vals, number in zip(targets, numbers):
+                vals["name"] = sequence.get_next_char(number)
 
     # ------------------------------------------------------------------
     # Lines of a draft order
     # ------------------------------------------------------------------
     def _api_check_editable(self):
         self.ensure_one()
+        self._api_lock_money()
         if self.api_state != lc.DRAFT or self.state != "draft":
             raise Conflict(
                 "Lines can only change while the order is draft.",
                 code="order_not_draft",
                 details={"state": self.api_state},
             )
+        self._api_check_no_authorization()
 
     def _api_add_lines(self, lines, device):
         self._api_check_editable()
@@ -601,6 +658,9 @@ class PosOrder(models.Model):
             vals["qty"] = float(patch.qty)
         if patch.discount is not None:
             vals["discount"] = float(patch.discount)
+            self.env["pos.order.line"]._api_check_discount(
+                self.config_id, device, [vals["discount"]]
+            )
         if patch.note is not None:
             vals["customer_note"] = patch.note
         if patch.seat is not None:

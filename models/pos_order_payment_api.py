@@ -3,7 +3,7 @@ records so that Odoo's session closing, accounting and reports see them."""
 
 from odoo import fields, models
 from odoo.fields import Command
-from odoo.tools import float_compare, float_is_zero
+from odoo.tools import SQL, float_compare, float_is_zero
 
 from ..pos_core import audit
 from ..pos_core import lifecycle as lc
@@ -16,6 +16,42 @@ class PosOrder(models.Model):
     # ------------------------------------------------------------------
     # checks
     # ------------------------------------------------------------------
+    def _api_lock_money(self):
+        """Serialize whatever moves money on these orders or changes what
+        they are worth: payments, tips, captures, refunds, line edits.
+
+        The order rows are updated, not only locked: under REPEATABLE READ a
+        transaction that updates a row another one changed and committed
+        since its snapshot fails with a serialization error, which Odoo
+        retries on a fresh snapshot that sees the other's payments and
+        refunds. A mere ``FOR UPDATE`` would wait, then go on reading the
+        old snapshot (a partial refund writes nothing else on its order).
+
+        Once the update went through, no transaction that touched these
+        orders committed after this one's snapshot began: what this
+        transaction has read and cached (amounts paid, refunded quantities,
+        held authorizations) is up to date, and needs no second read.
+        """
+        if not self.ids:
+            return
+        # A serialization failure here is expected and retried: not logged
+        # as a bad query.
+        self.env.cr.execute(
+            SQL(
+                "UPDATE pos_order SET write_date = write_date WHERE id IN %s",
+                tuple(self.ids),
+            ),
+            log_exceptions=False,
+        )
+
+    def _api_held_authorizations(self):
+        self.ensure_one()
+        return (
+            self.env["pos.api.authorization"]
+            .sudo()
+            .search([("order_id", "=", self.id), ("state", "=", "authorized")])
+        )
+
     def _api_check_payable(self):
         self.ensure_one()
         if self.api_state == lc.CANCEL or self.state == "cancel":
@@ -23,6 +59,18 @@ class PosOrder(models.Model):
         if self.state != "draft":
             raise Conflict(
                 "The order is paid already.", code="already_paid", details={"state": self.api_state}
+            )
+
+    def _api_check_no_authorization(self, held=None):
+        """A card authorization holds an amount for the order as it is: its
+        lines do not change until it is captured or voided."""
+        held = self._api_held_authorizations() if held is None else held
+        if held:
+            raise Conflict(
+                "A card authorization is held on this order: capture or void it before "
+                "changing its lines.",
+                code="authorization_held",
+                details={"authorization_ids": held.ids},
             )
 
     def _api_methods(self, method_id):
@@ -47,13 +95,18 @@ class PosOrder(models.Model):
         kept); once the bill is covered, the order becomes paid in both the
         lifecycle and Odoo's state."""
         self.ensure_one()
+        self._api_lock_money()
         self._api_warm_cache(self.session_id.ids)
         self._api_check_payable()
         currency = self.currency_id
         declined = [tender for tender in tenders if tender.declined]
         if declined:
             self._api_record_declined(declined)
+        held = self._api_held_authorizations()
         if tip:
+            self._api_check_no_authorization(held)
+            self._api_tip_product()
+            self._api_check_tip_limit(float(tip))
             self._api_add_tip_line(float(tip))
         due = self._api_due()
         applied = 0.0
@@ -110,11 +163,7 @@ class PosOrder(models.Model):
                         "name": "return",
                     }
                 )
-        held = sum(
-            self.env["pos.api.authorization"]
-            .search([("order_id", "=", self.id), ("state", "=", "authorized")])
-            .mapped("amount")
-        )
+        held = sum(held.mapped("amount"))
         if float_compare(applied + held, due, precision_rounding=currency.rounding) > 0:
             raise InvalidInput(
                 "The payments exceed what is due.",
@@ -126,7 +175,7 @@ class PosOrder(models.Model):
                 },
             )
         if authorizations:
-            created = self.env["pos.api.authorization"].create(authorizations)
+            created = self.env["pos.api.authorization"].sudo().create(authorizations)
             self.env["pos.payment.audit"]._enqueue(
                 [authorization._audit(audit.AUTHORIZED) for authorization in created]
             )
@@ -222,18 +271,47 @@ class PosOrder(models.Model):
         )
         self._api_recompute_amounts()
 
+    def _api_check_tip_limit(self, amount):
+        """Tips, this one included, stay within the point of sale's ceiling:
+        a share of the order's total before tips."""
+        config = self.config_id
+        tip_lines = self.lines.filtered(lambda line: line.product_id == config.tip_product_id)
+        base = self.amount_total - sum(tip_lines.mapped("price_subtotal_incl"))
+        tipped = sum(tip_lines.mapped("price_subtotal_incl")) + amount
+        ceiling = self.currency_id.round(max(base, 0.0) * config.api_tip_limit_percent / 100)
+        if float_compare(tipped, ceiling, precision_rounding=self.currency_id.rounding) > 0:
+            raise InvalidInput(
+                f"Tips may not exceed {config.api_tip_limit_percent:g}% of the order.",
+                code="tip_exceeds_limit",
+                details={"limit": ceiling, "tips": self.currency_id.round(tipped)},
+            )
+
     def _api_tip(self, amount, method_id, device):
         """A tip before payment joins the bill; after payment (Odoo's "tip
-        after payment") it is added to the given method's payment, as
-        ``pos.payment._update_payment_line_for_tip`` does."""
+        after payment", pos_restaurant's ``set_tip_after_payment``) it is
+        added to the given method's payment, as
+        ``pos.payment._update_payment_line_for_tip`` does, on the payments
+        pos_restaurant would adjust. Both stay within the tip ceiling; the
+        payment's change is audited (the old amount voided, the new one
+        captured)."""
         self.ensure_one()
+        self._api_lock_money()
+        amount = float(amount)
         if self.api_state == lc.CANCEL or self.state == "cancel":
             raise Conflict("The order is cancelled.", code="order_cancelled")
         if self.state == "draft":
-            self._api_add_tip_line(float(amount))
+            self._api_check_no_authorization()
+            self._api_tip_product()
+            self._api_check_tip_limit(amount)
+            self._api_add_tip_line(amount)
             return self
         if self.state != "paid":
             raise Conflict("The order's session is closed.", code="session_closed")
+        if not self.config_id.set_tip_after_payment:
+            raise Conflict(
+                "Tips after payment are not enabled at this point of sale.",
+                code="tip_after_payment_disabled",
+            )
         if self.is_tipped:
             raise Conflict("The order was tipped already.", code="already_tipped")
         if not method_id:
@@ -250,12 +328,20 @@ class PosOrder(models.Model):
                 code="unknown_payment",
                 details={"payment_method_id": method_id},
             )
-        self._api_add_tip_line(float(amount))
-        payment._update_payment_line_for_tip(float(amount))
+        if not payment._api_tip_adjustable():
+            raise InvalidInput(
+                "This payment cannot be adjusted for a tip.",
+                code="tip_not_adjustable",
+                details={"payment_method_id": method_id},
+            )
+        self._api_tip_product()
+        self._api_check_tip_limit(amount)
+        self._api_add_tip_line(amount)
+        payment._update_payment_line_for_tip(amount)
         self.write(
             {
                 "is_tipped": True,
-                "tip_amount": float(amount),
+                "tip_amount": amount,
                 "amount_paid": sum(self.payment_ids.mapped("amount")),
             }
         )
@@ -267,8 +353,13 @@ class PosOrder(models.Model):
     def _api_refund(self, lines, method_id, reason, device, cancel=True):
         """Refund some lines, or all: Odoo's own refund order (negative lines,
         linked to the originals), paid back with a negative payment. A full
-        refund cancels the order's lifecycle (``cancel``)."""
+        refund cancels the order's lifecycle (``cancel``).
+
+        The original order is locked first: what was refunded already
+        (``refunded_qty``, computed from the refund lines) and paid is then
+        read from a snapshot that has every earlier refund."""
         self.ensure_one()
+        self._api_lock_money()
         if self.state not in ("paid", "done", "invoiced"):
             raise Conflict(
                 "Only a paid order can be refunded.",
@@ -353,3 +444,38 @@ class PosOrder(models.Model):
                 lc.CANCEL, reason=reason or "refunded", device=device
             )
         return refund
+
+
+# Payment terminals whose authorized amount pos_restaurant's add-on for them
+# adjusts after payment, and the card types it adjusts (see their
+# ``canBeAdjusted``): (add-on, accepts(card_type)).
+ADJUSTABLE_TERMINALS = {
+    "adyen": (
+        "pos_restaurant_adyen",
+        lambda card_type: card_type in {"mc", "visa", "amex", "discover"},
+    ),
+    "stripe": (
+        "pos_restaurant_stripe",
+        lambda card_type: bool(card_type) and card_type != "interac" and "eftpos" not in card_type,
+    ),
+}
+
+
+class PosPayment(models.Model):
+    _inherit = "pos.payment"
+
+    def _api_tip_adjustable(self):
+        """pos_restaurant's ``canBeAdjusted``: never cash nor online
+        payments; a terminal's payment only where its pos_restaurant add-on
+        adjusts it; any other card payment."""
+        self.ensure_one()
+        method = self.payment_method_id
+        if method.is_cash_count or getattr(method, "is_online_payment", False):
+            return False
+        terminal = method.use_payment_terminal
+        if not terminal:
+            return True
+        module, accepts = ADJUSTABLE_TERMINALS.get(terminal, (None, None))
+        return bool(
+            module and module in self.env.registry._init_modules and accepts(self.card_type)
+        )

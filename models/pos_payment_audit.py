@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import psycopg2
 
-from odoo import api, fields, models
+from odoo import api, fields, http, models
 from odoo.exceptions import AccessError, MissingError, UserError
 from odoo.tools import SQL, float_repr
 
@@ -24,6 +24,8 @@ LOCK_CLASS = 0x50415544  # "PAUD": the first key of pg_advisory_xact_lock(int, i
 # Context keys through which the API names who took a payment.
 CONTEXT_DEVICE = "pos_api_device_id"
 CONTEXT_IDEMPOTENCY_KEY = "pos_api_idempotency_key"
+# Attribute of the HTTP request naming the device the device API authenticated.
+REQUEST_DEVICE_ATTRIBUTE = "pos_api_device_id"
 
 # Columns written by ``_append``: the hashed content and the two links.
 INSERT_COLUMNS = (*audit.HASHED_FIELDS, "previous_hash", "hash")
@@ -238,7 +240,7 @@ class PosPaymentAudit(models.Model):
             "currency_id": currency.id,
             "is_change": bool(event.get("is_change")),
             "actor_user_id": event.get("actor_user_id", self.env.uid) or None,
-            "actor_device_id": event.get("actor_device_id", context.get(CONTEXT_DEVICE)) or None,
+            "actor_device_id": event.get("actor_device_id", self._context_device_id()) or None,
             "idempotency_key": event.get("idempotency_key", context.get(CONTEXT_IDEMPOTENCY_KEY)),
         }
         for key in (
@@ -257,6 +259,22 @@ class PosPaymentAudit(models.Model):
         else:
             row["order_state_after"] = event.get("order_state_after") or None
         return row
+
+    def _context_device_id(self):
+        """The device named in the context, if it may be believed: a caller
+        chooses its context (over RPC too). Within an HTTP request, only the
+        device the device API authenticated for that very request counts;
+        outside requests (server code, crons), a device acting as the
+        current user."""
+        device_id = self.env.context.get(CONTEXT_DEVICE)
+        if not device_id:
+            return None
+        if http.request:
+            authenticated = getattr(http.request, REQUEST_DEVICE_ATTRIBUTE, None)
+            return device_id if authenticated == device_id else None
+        device = self.env["pos.api.device"].sudo().with_context(active_test=False)
+        device = device.browse(device_id).exists()
+        return device_id if device and device.user_id.id == self.env.uid else None
 
     def _lock_chain(self, company_id):
         """Lock the company's chain until the transaction ends; its head."""

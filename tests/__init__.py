@@ -7,6 +7,8 @@ from . import (
     test_fuzz_openapi,
     test_hostile_input,
     test_lifecycle,
+    test_money_concurrency,
+    test_money_safety,
     test_payment_audit,
     test_payments,
     test_pos_ui_tour,

@@ -174,6 +174,18 @@ class TestPaymentApi(PosApiHttpCommon):
             order, {"payments": [{"payment_method_id": self.card_method.id, "amount": total}]}
         )
         self.assertEqual(order.state, "paid")
+        # pos_restaurant's rule: tips after payment only where the point of sale allows them.
+        self.config.set_tip_after_payment = False
+        status, error = self._call(
+            "POST",
+            f"/orders/{order.id}/tip",
+            {"amount": "1.50", "payment_method_id": self.card_method.id},
+            device=self.cashier,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.assertEqual((status, error["error"]["code"]), (409, "tip_after_payment_disabled"))
+        self.assertFalse(order.is_tipped)
+        self.config.set_tip_after_payment = True
         status, error = self._call(
             "POST",
             f"/orders/{order.id}/tip",
