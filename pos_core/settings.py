@@ -20,6 +20,8 @@ class Settings:
     jwt_secret: str = ""
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 3600
+    # A refresh retried this many seconds after its rotation gets the same pair.
+    refresh_grace_seconds: int = 30
 
 
 def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
