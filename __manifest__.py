@@ -9,7 +9,7 @@
     "license": "LGPL-3",
     "depends": ["point_of_sale", "pos_restaurant", "bus"],
     "external_dependencies": {
-        "python": ["redis", "pyjwt", "python-escpos", "pydantic"],
+        "python": ["redis", "pyjwt", "python-escpos", "pydantic", "qrcode"],
     },
     "data": [
         "security/point_of_sale_api_security.xml",

@@ -161,20 +161,7 @@ class PosApiController(http.Controller):
         scheme, _sep, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("A device bearer token is required.", code="missing_token")
-        devices = request.env["pos.api.device"].with_context(active_test=False)
-        claims = tokens.decode(devices._jwt_secret(), token.strip(), tokens.ACCESS)
-        device = devices.search_fetch(
-            [("id", "=", claims.device_id)],
-            ["active", "token_version", "config_id", "role", "company_id", "user_id"],
-        )
-        if (
-            not device
-            or not device.active
-            or device.token_version != claims.version
-            or device.config_id.id != claims.config_id
-            or device.role != claims.role
-        ):
-            raise Unauthorized("The token was revoked.", code="token_revoked")
+        device, claims = request.env["pos.api.device"]._api_device_for(token.strip(), tokens.ACCESS)
         if claims.role not in route.roles:
             raise Forbidden(
                 f"A {claims.role} device may not call {route.name}.",
@@ -336,8 +323,7 @@ class PosApiController(http.Controller):
 
     @endpoint("refresh")
     def refresh(self, device, body):
-        devices = request.env["pos.api.device"].with_context(active_test=False)
-        return 200, devices._api_refresh(body.refresh_token)
+        return 200, request.env["pos.api.device"]._api_refresh(body.refresh_token)
 
     # ------------------------------------------------------------------
     # orders

@@ -1,15 +1,14 @@
-import hashlib
-import hmac
 import logging
 import os
 import time
+from datetime import datetime, timezone
 
-from odoo import api, fields, models
-from odoo.exceptions import UserError, ValidationError
-from odoo.tools import config
+from odoo import SUPERUSER_ID, Command, api, fields, models
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tools import SQL, config
 
+from ..pos_core import keyfile, tokens
 from ..pos_core import settings as settings_engine
-from ..pos_core import tokens
 
 _logger = logging.getLogger(__name__)
 
@@ -35,8 +34,31 @@ ROLE_GROUPS = {
     "manager": "point_of_sale.group_pos_manager",
 }
 
+MANAGER_GROUP = "point_of_sale_api.group_pos_api_manager"
+
+# Changing any of these on a device revokes its tokens (as does archiving it).
+REVOKING_FIELDS = ("config_id", "role", "user_id")
+
 TOUCH_INTERVAL = 60.0
 _LAST_TOUCH = {}
+
+# Signing keys read from their files, per path: read once per worker.
+_FILE_KEYS = {}
+
+
+def jwt_key_path(dbname):
+    """Where the signing key of ``dbname`` lives when none is configured: in
+    Odoo's data directory, outside the database and outside the filestore
+    that Odoo's backups include."""
+    return os.path.join(config["data_dir"], "point_of_sale_api", f"{dbname}.jwt.key")
+
+
+def _file_key(dbname):
+    path = jwt_key_path(dbname)
+    key = _FILE_KEYS.get(path)
+    if key is None:
+        key = _FILE_KEYS[path] = keyfile.read_or_create(path)
+    return key
 
 
 class PosApiDevicePresence(models.Model):
@@ -81,32 +103,109 @@ class PosApiDevice(models.Model):
         help="Orders and payments made by the device are recorded under this user.",
     )
     token_version = fields.Integer(default=0, readonly=True, copy=False)
-    refresh_jti = fields.Char(readonly=True, copy=False)
+    # The current pair, enough to sign it again byte for byte (never the
+    # tokens themselves), and the refresh token it replaced: see _api_refresh.
+    refresh_jti = fields.Char(readonly=True, copy=False, groups="base.group_system")
+    access_jti = fields.Char(readonly=True, copy=False, groups="base.group_system")
+    tokens_issued_at = fields.Integer(readonly=True, copy=False, groups="base.group_system")
+    previous_refresh_jti = fields.Char(readonly=True, copy=False, groups="base.group_system")
     last_seen = fields.Datetime(compute="_compute_last_seen")
 
     @api.constrains("role", "user_id")
     def _check_role_group(self):
         for device in self:
-            group = ROLE_GROUPS[device.role]
-            if not device.user_id.has_group(group):
+            refusal = device._user_refusal()
+            if refusal:
                 raise ValidationError(
                     self.env._(
-                        "A %(role)s device must act as a user of the group %(group)s.",
-                        role=device.role,
-                        group=self.env.ref(group).full_name,
+                        "Device %(device)s cannot act as %(user)s: %(reason)s",
+                        device=device.name,
+                        user=device.user_id.display_name,
+                        reason=refusal.message,
                     )
                 )
 
+    def _user_refusal(self):
+        """Why the user behind the device may not act for it, or None.
+
+        The user must be active, internal, not the superuser (OdooBot) and in
+        the Odoo group of the device's role. Checked at save and on every API
+        request, in one query, so that archiving the user or removing the
+        group stops the device at once.
+        """
+        self.ensure_one()
+        user_id = self.user_id.id
+        if not user_id or user_id == SUPERUSER_ID:
+            return tokens.DeviceUserInactive(
+                "A device never acts as the superuser.", details={"device_id": self.id}
+            )
+        group = ROLE_GROUPS[self.role]
+        group_id = self.env["ir.model.data"]._xmlid_to_res_id(group)
+        self.env["res.users"].flush_model(["active", "share", "groups_id"])
+        self.env.cr.execute(
+            SQL(
+                """SELECT u.active, u.share,
+                          EXISTS (SELECT 1 FROM res_groups_users_rel r
+                                   WHERE r.uid = u.id AND r.gid = %s)
+                     FROM res_users u WHERE u.id = %s""",
+                group_id,
+                user_id,
+            )
+        )
+        active, share, in_group = self.env.cr.fetchone() or (False, True, False)
+        if not active or share:
+            return tokens.DeviceUserInactive(
+                "The user this device acts as is archived or not an internal user.",
+                details={"device_id": self.id},
+            )
+        if not in_group:
+            return tokens.DeviceUserForbidden(
+                f"The user this device acts as is not in the group {group} of the "
+                f"{self.role} role.",
+                details={"device_id": self.id, "role": self.role, "group": group},
+            )
+        return None
+
+    def write(self, vals):
+        changed = self.filtered(lambda device: device._revoked_by(vals))
+        result = super().write(vals)
+        if changed:
+            # Un-archiving later does not bring these tokens back: the
+            # version stays bumped.
+            changed.action_revoke_tokens()
+        return result
+
+    def _revoked_by(self, vals):
+        """Whether writing ``vals`` moves the device (point of sale, company,
+        role, user) or archives it, which revokes its tokens."""
+        if "active" in vals and not vals["active"] and self.active:
+            return True
+        return any(
+            name in vals and self._fields[name].convert_to_write(self[name], self) != vals[name]
+            for name in REVOKING_FIELDS
+        )
+
+    @api.model
+    def _remove_superuser_from_groups(self):
+        """Called by the security data: the superuser is archived, so an
+        ``unlink`` command in XML (which skips archived users) cannot do it."""
+        groups = self.env.ref(MANAGER_GROUP) | self.env.ref(ROLE_GROUPS["waiter"])
+        groups.with_context(active_test=False).write({"users": [Command.unlink(SUPERUSER_ID)]})
+
     @api.model
     def _jwt_secret(self):
-        """The signing secret: configured, or derived from the database secret."""
-        secret = api_settings().jwt_secret
-        if secret:
-            return secret
-        db_secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
-        return hmac.new(db_secret.encode(), b"point_of_sale_api/jwt", hashlib.sha256).hexdigest()
+        """The signing key: the configured ``jwt_secret``, else a random key in
+        a file of Odoo's data directory, created on first use. Never derived
+        from the database, so a dump of it cannot sign tokens."""
+        secret = api_settings().jwt_secret or _file_key(self.env.cr.dbname)
+        return tokens.check_secret(secret)
 
-    def _sign_pair(self):
+    @api.model
+    def _jwt_audience(self):
+        """Tokens name the database they were issued for."""
+        return self.env["ir.config_parameter"].sudo().get_param("database.uuid")
+
+    def _sign_pair(self, now=None, jtis=None):
         self.ensure_one()
         if not self.active:
             raise UserError(
@@ -120,20 +219,75 @@ class PosApiDevice(models.Model):
             company_id=self.company_id.id,
             role=self.role,
             version=self.token_version,
+            audience=self._jwt_audience(),
+            now=now,
+            jtis=jtis,
             access_ttl=settings.access_token_ttl,
             refresh_ttl=settings.refresh_token_ttl,
         )
 
+    def _remember_pair(self, pair, issued_at, previous_refresh_jti=False):
+        self.sudo().write(
+            {
+                "refresh_jti": pair.refresh_jti,
+                "access_jti": pair.access_jti,
+                "tokens_issued_at": issued_at,
+                "previous_refresh_jti": previous_refresh_jti,
+            }
+        )
+
     def _issue_tokens(self):
         """Sign a fresh pair and remember its refresh token as the only valid one."""
-        pair = self._sign_pair()
-        self.sudo().refresh_jti = pair.refresh_jti
+        now = int(time.time())
+        pair = self._sign_pair(now=now)
+        self._remember_pair(pair, now)
         return pair
+
+    def action_issue_tokens(self):
+        """The backend's "Issue Tokens" button: revoke every token of the
+        device and show a new pair, once, with a QR code for the device."""
+        self.ensure_one()
+        if not self.env.su and not self.env.user.has_group(MANAGER_GROUP):
+            raise AccessError(self.env._("Only POS API managers can issue device tokens."))
+        self.check_access("write")
+        refusal = self._user_refusal()
+        if refusal:
+            raise UserError(refusal.message)
+        self.action_revoke_tokens()
+        pair = self.sudo()._issue_tokens()
+        _logger.info("POS API tokens issued for device %s by user %s", self.id, self.env.uid)
+        # The pair travels in the action's defaults to an unsaved wizard: it
+        # is shown once and never stored.
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Tokens of %s", self.name),
+            "res_model": "pos.api.device.token.wizard",
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "context": {
+                "default_device_id": self.id,
+                "default_access_token": pair.access_token,
+                "default_refresh_token": pair.refresh_token,
+                "default_refresh_expires_at": fields.Datetime.to_string(
+                    datetime.fromtimestamp(pair.refresh_expires_at, timezone.utc).replace(
+                        tzinfo=None
+                    )
+                ),
+            },
+        }
 
     def action_revoke_tokens(self):
         """Invalidate every token of these devices, effective on the next request."""
         for device in self.sudo():
-            device.write({"token_version": device.token_version + 1, "refresh_jti": False})
+            device.write(
+                {
+                    "token_version": device.token_version + 1,
+                    "refresh_jti": False,
+                    "access_jti": False,
+                    "previous_refresh_jti": False,
+                }
+            )
         _logger.info("POS API tokens revoked for devices %s", self.ids)
         return True
 
@@ -168,25 +322,82 @@ class PosApiDevice(models.Model):
             )
 
     @api.model
-    def _api_refresh(self, refresh_token):
-        """Rotate a pair. A refresh token is single-use: a reused one has
-        leaked, so every token of the device is revoked."""
-        claims = tokens.decode(self._jwt_secret(), refresh_token, tokens.REFRESH)
-        device = self.browse(claims.device_id).exists()
-        if not device or not device.active or device.token_version != claims.version:
-            raise tokens.TokenError("The token was revoked.", code="token_revoked")
-        pair = device._sign_pair()
-        # Compare-and-set: of two concurrent uses of one token, one wins.
-        self.env.cr.execute(
-            "UPDATE pos_api_device SET refresh_jti = %s WHERE id = %s AND refresh_jti = %s",
-            (pair.refresh_jti, device.id, claims.jti),
+    def _api_device_for(self, token, token_type, now=None):
+        """The device a token names, while the token holds: signed with this
+        server's key for this database, of the device's current version,
+        config, company and role, and for a device whose user may act."""
+        claims = tokens.decode(self._jwt_secret(), token, token_type, self._jwt_audience(), now=now)
+        device = self.with_context(active_test=False).search_fetch(
+            [("id", "=", claims.device_id)],
+            ["active", "token_version", "config_id", "role", "company_id", "user_id"],
         )
-        if not self.env.cr.rowcount:
+        if (
+            not device
+            or not device.active
+            or device.token_version != claims.version
+            or device.config_id.id != claims.config_id
+            or device.company_id.id != claims.company_id
+            or device.role != claims.role
+        ):
+            raise tokens.TokenError("The token was revoked.", code="token_revoked")
+        refusal = device._user_refusal()
+        if refusal:
+            raise refusal
+        return device, claims
+
+    @api.model
+    def _api_refresh(self, refresh_token, now=None):
+        """Rotate a pair. A refresh token is single-use: a reused one has
+        leaked, so every token of the device is revoked. The exception is the
+        token just rotated, back within the grace window (a lost response, or
+        Odoo retrying the request after a serialization conflict): it gets the
+        pair of that rotation again."""
+        now = int(time.time()) if now is None else now
+        device, claims = self._api_device_for(refresh_token, tokens.REFRESH, now=now)
+        device = device.sudo()
+        device.flush_recordset()  # the compare-and-set below is SQL
+        outcome = tokens.refresh_outcome(
+            claims.jti,
+            current_jti=device.refresh_jti,
+            previous_jti=device.previous_refresh_jti,
+            rotated_at=device.tokens_issued_at,
+            now=now,
+            grace=api_settings().refresh_grace_seconds,
+        )
+        if outcome == tokens.REPLAY:
+            pair = device._sign_pair(
+                now=device.tokens_issued_at, jtis=(device.access_jti, device.refresh_jti)
+            )
+        elif outcome == tokens.ROTATE:
+            pair = device._sign_pair(now=now)
+            # Compare-and-set: of two concurrent uses of one token, one wins;
+            # under REPEATABLE READ the other gets a serialization error and,
+            # retried, finds the rotation and replays it.
+            self.env.cr.execute(
+                SQL(
+                    """UPDATE pos_api_device
+                          SET refresh_jti = %s, access_jti = %s, tokens_issued_at = %s,
+                              previous_refresh_jti = %s
+                        WHERE id = %s AND refresh_jti = %s""",
+                    pair.refresh_jti,
+                    pair.access_jti,
+                    now,
+                    claims.jti,
+                    device.id,
+                    claims.jti,
+                )
+            )
+            if not self.env.cr.rowcount:
+                outcome = tokens.REUSED
+            device.invalidate_recordset(
+                ["refresh_jti", "access_jti", "tokens_issued_at", "previous_refresh_jti"],
+                flush=False,
+            )
+        if outcome == tokens.REUSED:
             device.action_revoke_tokens()
             raise tokens.RefreshReused(
                 "This refresh token was already used: every token of the device is revoked."
             )
-        device.invalidate_recordset(["refresh_jti"])
         return {
             "access_token": pair.access_token,
             "refresh_token": pair.refresh_token,

@@ -28,6 +28,8 @@ class Settings:
     rate_payment: str = ""
     rate_auth: str = ""
     rate_audit: str = ""
+    # A refresh retried this many seconds after its rotation gets the same pair.
+    refresh_grace_seconds: int = 30
 
 
 def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:

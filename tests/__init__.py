@@ -3,6 +3,7 @@ from . import (
     test_billing_odoo,
     test_concurrency,
     test_demo_data,
+    test_device_security,
     test_foundation,
     test_fuzz_openapi,
     test_hostile_input,

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from odoo.tests import tagged
 
+from ..models.pos_api_device import api_settings
 from ..pos_core import api_spec
 from .common import PosApiHttpCommon
 
@@ -188,6 +189,9 @@ class TestOrderApi(PosApiHttpCommon):
         self.assertEqual(status, 200, rotated)
         self.assertNotEqual(rotated["refresh_token"], pair.refresh_token)
         self.assertEqual(self._call("GET", "/orders", token=rotated["access_token"])[0], 200)
+        # Reused after the grace window for retries (see test_device_security).
+        self.manager.sudo().tokens_issued_at -= api_settings().refresh_grace_seconds + 1
+        self.env.flush_all()
         status, error = self._call("POST", "/auth/refresh", {"refresh_token": pair.refresh_token})
         self.assertEqual((status, error["error"]["code"]), (401, "refresh_reused"))
         status, error = self._call("GET", "/orders", token=rotated["access_token"])

@@ -48,7 +48,7 @@ class TestFoundation(PosApiCommon):
         )
         pair = device._issue_tokens()
         secret = device._jwt_secret()
-        claims = tokens.decode(secret, pair.access_token, tokens.ACCESS)
+        claims = tokens.decode(secret, pair.access_token, tokens.ACCESS, device._jwt_audience())
         self.assertEqual((claims.device_id, claims.config_id), (device.id, self.config.id))
         self.assertEqual(claims.company_id, self.config.company_id.id)
         self.assertEqual(device.refresh_jti, pair.refresh_jti)
@@ -61,7 +61,16 @@ class TestFoundation(PosApiCommon):
             {
                 "name": "Waiter Wendy",
                 "login": "wendy",
-                "groups_id": [(6, 0, [self.env.ref("point_of_sale_api.group_pos_api_user").id])],
+                "groups_id": [
+                    (
+                        6,
+                        0,
+                        [
+                            self.env.ref("base.group_user").id,
+                            self.env.ref("point_of_sale_api.group_pos_api_user").id,
+                        ],
+                    )
+                ],
             }
         )
         device = self.env["pos.api.device"].create(
