@@ -2,12 +2,15 @@
 HTTP server, and Odoo's own sync_from_ui through separate cursors. Data is
 committed, so every test cleans up after itself."""
 
+import copy
+import functools
 import json
 import threading
 import urllib.request
 import uuid
 
 from odoo import api
+from odoo.service.model import retrying
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config as odoo_config
 
@@ -41,6 +44,8 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             orders = env["pos.order"].search([("uuid", "in", self.uuids)])
             orders.payment_ids.unlink()
             orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
+            # Paid orders (sync_from_ui) cannot be cancelled by Odoo's flow.
+            orders.filtered(lambda order: order.state != "cancel").write({"state": "cancel"})
             orders.unlink()
             # Audit rows keep referring to the device: archive it, as in production.
             env["pos.api.device"].browse(self.device_id).active = False
@@ -149,3 +154,38 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
         for result in results:
             if result is not True:
                 self.assertIn("uuid", str(result).lower())
+
+    def test_sync_from_ui_concurrent_retries_all_get_the_order(self):
+        """The POS UI retries a push whose answer it lost, maybe while the
+        first push still runs: every caller, going through Odoo's retry loop
+        as an RPC does, gets the order's server data; a later sequential
+        retry gets the same."""
+        order_uuid = str(uuid.uuid4())
+        self.uuids.append(order_uuid)
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, self.admin_id, {})
+            session = env["pos.session"].browse(self.session_id)
+            products = env["product.product"].browse(self.product_ids)
+            payload = self._ui_order_payload(
+                session, [(product, 1) for product in products], order_uuid=order_uuid
+            )
+
+        def push():
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, self.admin_id, {})
+                call = functools.partial(env["pos.order"].sync_from_ui, [copy.deepcopy(payload)])
+                result = retrying(call, env)
+                return [
+                    (o["id"], o["uuid"], o["state"], o["amount_total"], o["amount_paid"])
+                    for o in result["pos.order"]
+                ], sorted(p["id"] for p in result["pos.payment"])
+
+        results = self._in_parallel(push)
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        self.assertEqual(self._count(order_uuid), 1)
+        self.assertEqual(len({repr(result) for result in results}), 1, results)
+        (orders, payment_ids) = results[0]
+        self.assertEqual(len(orders), 1)
+        self.assertEqual(orders[0][1:3], (order_uuid, "paid"))
+        self.assertTrue(payment_ids)
+        self.assertEqual(push(), results[0], "a sequential retry gets the same answer")
