@@ -129,14 +129,14 @@ class PosOrder(models.Model):
         first response was lost, or that a concurrent push created) is
         answered with that order's server data instead of nothing, so that
         every retry gets the answer the first push got."""
-        self = self.with_context(pos_api_source="pos_ui")
-        result = super(PosOrder, self).sync_from_ui(orders)
+        pos_ui = self.with_context(pos_api_source="pos_ui")
+        result = super(PosOrder, pos_ui).sync_from_ui(orders)
         uuids = [order.get("uuid") for order in orders if order.get("uuid")]
         answered = {values["id"] for values in result.get("pos.order", [])}
-        skipped = self.search([("uuid", "in", uuids), ("id", "not in", list(answered))])
+        skipped = pos_ui.search([("uuid", "in", uuids), ("id", "not in", list(answered))])
         if not skipped:
             return result
-        synced = self.browse(list(answered)) | skipped
+        synced = pos_ui.browse(list(answered)) | skipped
         config_id = synced.config_id.ids[0]
         lines = synced.lines
         for model, records in (
