@@ -14,6 +14,8 @@ from odoo.service.model import retrying
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config as odoo_config
 
+from ..controllers.main import PosApiController
+from ..pos_core import schemas
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
 
 K = 8
@@ -189,3 +191,40 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
         self.assertEqual(orders[0][1:3], (order_uuid, "paid"))
         self.assertTrue(payment_ids)
         self.assertEqual(push(), results[0], "a sequential retry gets the same answer")
+
+    def test_api_identical_batches_at_once_all_get_the_same_answers(self):
+        """Eight devices' worth of retries of one batch, in eight concurrent
+        transactions, through the model method the endpoint calls: one order
+        per uuid, and every caller gets every order's first answer."""
+        bodies = []
+        for _index in range(3):
+            order_uuid = str(uuid.uuid4())
+            self.uuids.append(order_uuid)
+            bodies.append(
+                {
+                    "uuid": order_uuid,
+                    "lines": [{"product_id": pid, "qty": "1"} for pid in self.product_ids],
+                }
+            )
+        batch = schemas.BatchCreate.model_validate({"orders": bodies})
+
+        def push():
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, api.SUPERUSER_ID, {})
+                device = env["pos.api.device"].browse(self.device_id)
+                env = env(
+                    user=device.user_id.id, context={"allowed_company_ids": device.company_id.ids}
+                )
+                return env["pos.order"]._api_create_or_replay(
+                    batch.orders,
+                    device.with_env(env(su=True)),
+                    on_error=PosApiController._error_payload,
+                )
+
+        results = self._in_parallel(push)
+        self.assertFalse([r for r in results if isinstance(r, Exception)], results)
+        for result in results:
+            self.assertEqual([status for status, _response in result], [201, 201, 201], result)
+        self.assertEqual(len({json.dumps(result, sort_keys=True) for result in results}), 1)
+        for body in bodies:
+            self.assertEqual(self._count(body["uuid"]), 1)
