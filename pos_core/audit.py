@@ -245,6 +245,7 @@ class VerifyResult:
     broken_sequences: list = field(default_factory=list)
     head_sequence: int = 0
     head_hash: str = GENESIS_HASH
+    plain_until: int = 0  # the last unkeyed record that holds
 
     @property
     def ok(self) -> bool:
@@ -259,6 +260,7 @@ class VerifyResult:
             "broken_sequences": list(self.broken_sequences),
             "head_sequence": self.head_sequence,
             "head_hash": self.head_hash,
+            "plain_until": self.plain_until,
         }
 
 
@@ -295,6 +297,8 @@ class ChainVerifier:
             if broken is None:
                 result.head_sequence = record["sequence"]
                 result.head_hash = record["hash"]
+                if not record.get("hash_scheme"):
+                    result.plain_until = record["sequence"]
                 return
             result.first_broken = broken
         result.broken_ids.append(record.get("id"))
@@ -368,12 +372,15 @@ def verify(
 def verify_chains(
     records: Iterable[Mapping],
     anchors: Mapping[object, Mapping[int, str]] | None = None,
+    *,
     chain_key: str = "company_id",
     key: bytes | None = None,
     legacy_until: Mapping[object, int] | None = None,
+    legacy_default: int | None = None,
 ) -> dict[object, VerifyResult]:
     """Verify several chains at once, records told apart by
-    ``record[chain_key]``; ``legacy_until`` per chain (see ChainVerifier).
+    ``record[chain_key]``; ``legacy_until`` per chain (see ChainVerifier),
+    ``legacy_default`` for the chains it does not name.
 
     Each chain's records must come in sequence order; chains may interleave.
     A chain that only exists in ``anchors`` (all its records are gone) is

@@ -20,6 +20,12 @@ class Settings:
     jwt_secret: str = ""
     access_token_ttl: int = 15 * 60
     refresh_token_ttl: int = 30 * 24 * 3600
+    # The payment audit chain's HMAC key (>= 32 characters); empty: a random
+    # key kept in Odoo's data directory.
+    audit_key: str = ""
+    # Where the audit chain heads (and an uninstall's export of the trail)
+    # are written; empty: <data_dir>/point_of_sale_api/<database>.
+    audit_dir: str = ""
 
 
 def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
