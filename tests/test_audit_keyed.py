@@ -229,3 +229,11 @@ class TestKeyedAudit(AuditFactories, PosApiCommon):
             self.assertNotIn(self.Audit._audit_key().decode(), handle.read())
         logged = self.env["ir.logging"].sudo().search([("func", "=", "uninstall_hook")], limit=1)
         self.assertIn(path, logged.message)
+
+    def test_the_daily_cron_exports_the_heads(self):
+        rows = self._append(2)
+        self.Audit._cron_verify()
+        self.assertIsNone(self._exported(), "nothing is exported before the commit")
+        self.env.cr.postcommit.run()
+        self.assertEqual(self._exported()["sequence"], 2)
+        self.assertEqual(self._exported()["hash"], rows[-1].hash)
