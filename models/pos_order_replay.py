@@ -3,10 +3,12 @@ import json
 from psycopg2 import IntegrityError
 
 from odoo import api, models
+from odoo.exceptions import UserError, ValidationError
 
 from ..pos_core import schemas
-from ..pos_core.exceptions import Conflict, NotFound
-from .pos_api_idempotency import body_digest
+from ..pos_core.billing import BillingError
+from ..pos_core.exceptions import Conflict, NotFound, PosApiError
+from .pos_api_idempotency import body_digest, fresh_env
 
 
 class PosOrder(models.Model):
@@ -30,8 +32,9 @@ class PosOrder(models.Model):
         Orders are created in one ORM call under a savepoint; should that
         fail, each is tried alone under its own, so that one bad order cannot
         sink the others. A uuid that a concurrent request committed after
-        this transaction's snapshot was taken fails on the unique index and
-        is then replayed from a fresh snapshot.
+        this transaction's snapshot was taken fails on the unique index (or
+        on a check that no longer holds) and is then replayed from a fresh
+        snapshot.
         """
         digests = [body_digest(payload.model_dump(mode="json")) for payload in payloads]
         uuids = [str(payload.uuid) for payload in payloads]
@@ -42,7 +45,9 @@ class PosOrder(models.Model):
 
         def attempt(index, func, *args):
             try:
-                results[index] = func(*args)
+                result = func(*args)
+                if result is not None:
+                    results[index] = result
             except Exception as exc:
                 if on_error is None:
                     raise
@@ -51,16 +56,22 @@ class PosOrder(models.Model):
 
         def prepare(index):
             nonlocal menu, session_id
-            menu = menu or device.config_id._api_menu()
-            session_id = session_id or self._api_open_session_id(device, menu)
-            todo.append((index, self._api_prepare(payloads[index], device, menu, session_id)))
+            try:
+                menu = menu or device.config_id._api_menu()
+                session_id = session_id or self._api_open_session_id(device, menu)
+                todo.append((index, self._api_prepare(payloads[index], device, menu, session_id)))
+            except (PosApiError, BillingError, UserError, ValidationError):
+                replay = self._api_replay_committed(payloads[index], device, digests[index])
+                if replay is None:
+                    raise
+                return replay
+            return None
 
         for index, order_uuid in enumerate(uuids):
             if order_uuid in existing:
                 attempt(index, self._api_replay, existing[order_uuid], device, digests[index])
             elif order_uuid not in first_index:  # a repeat inside the call is answered below
                 first_index[order_uuid] = index
-
                 attempt(index, prepare, index)
         if len(todo) > 1:
             try:
@@ -99,16 +110,26 @@ class PosOrder(models.Model):
                 else:
                     order = self._api_create_prepared([prepared], device)
                 return 201, order._api_store_response(digest)
-        except IntegrityError:
+        except (IntegrityError, PosApiError, BillingError, UserError, ValidationError):
+            # The unique index (or a check that no longer holds for a retry,
+            # e.g. a product withdrawn since): a concurrent request may have
+            # committed the order after this transaction's snapshot.
             self.env.invalidate_all(flush=False)
-            # Committed by a concurrent request after this transaction's
-            # snapshot: replay it from a fresh one, with the same checks.
-            with self.env.registry.cursor() as cr:
-                env = self.env(cr=cr)
-                order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))])
-                if not order:
-                    raise
-                return self.with_env(env)._api_replay(order, device.with_env(env(su=True)), digest)
+            replay = self._api_replay_committed(payload, device, digest)
+            if replay is None:
+                raise
+            return replay
+
+    @api.model
+    def _api_replay_committed(self, payload, device, digest):
+        """The replay of an order committed after this transaction's
+        snapshot, read from a fresh one with the same checks; None if none."""
+        with self.env.registry.cursor() as cr:
+            env = fresh_env(self.env, cr)
+            order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))])
+            if not order:
+                return None
+            return self.with_env(env)._api_replay(order, device.with_env(env(su=True)), digest)
 
     def _api_store_response(self, digest):
         """The first answer to a creation, kept for its replays."""

@@ -492,16 +492,14 @@ class PosPaymentAudit(models.Model):
         legacy = {company_id: result.plain_until for company_id, result in results.items()}
         if not heads:
             return
-        dbname, registry = self.env.cr.dbname, self.env.registry
+        dbname = self.env.cr.dbname
 
         @self.env.cr.postcommit.add
         def _export():
-            with registry.cursor() as cr:
-                model = api.Environment(cr, api.SUPERUSER_ID, {})[self._name]
-                try:
-                    model._export_heads(heads, legacy)
-                except OSError:
-                    _logger.exception("Could not export the payment audit heads of %s", dbname)
+            try:  # reads no database: only the cursor's name is used
+                self._export_heads(heads, legacy)
+            except OSError:
+                _logger.exception("Could not export the payment audit heads of %s", dbname)
 
     def _iter_rows(self, company_ids, page_size):
         """Rows as dicts, ordered by (company, sequence, id), streamed from a

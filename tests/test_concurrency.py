@@ -70,6 +70,13 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
             thread.join(timeout=120)
         return results
 
+    def _thread_env(self, cr, uid):
+        """An environment for a thread's own cursor, given this registry:
+        ``api.Environment`` would look the registry up by name, which waits
+        on ``Registry._lock``, held by Odoo's test runner's main thread."""
+        cr.transaction = api.Transaction(self.registry)
+        return api.Environment(cr, uid, {})
+
     def _count(self, order_uuid):
         with self.registry.cursor() as cr:
             cr.execute("SELECT count(*) FROM pos_order WHERE uuid = %s", [order_uuid])
@@ -174,7 +181,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
 
         def push():
             with self.registry.cursor() as cr:
-                env = api.Environment(cr, self.admin_id, {})
+                env = self._thread_env(cr, self.admin_id)
                 call = functools.partial(env["pos.order"].sync_from_ui, [copy.deepcopy(payload)])
                 result = retrying(call, env)
                 return [
@@ -210,7 +217,7 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
 
         def push():
             with self.registry.cursor() as cr:
-                env = api.Environment(cr, api.SUPERUSER_ID, {})
+                env = self._thread_env(cr, api.SUPERUSER_ID)
                 device = env["pos.api.device"].browse(self.device_id)
                 env = env(
                     user=device.user_id.id, context={"allowed_company_ids": device.company_id.ids}
