@@ -36,7 +36,8 @@ def read_or_create(path: str, nbytes: int = KEY_BYTES) -> str:
             handle.write(secrets.token_urlsafe(nbytes) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):  # another process was first: use theirs
+        # Another process may have created it first: then use theirs.
+        with contextlib.suppress(FileExistsError):
             os.link(temporary, path)
     finally:
         os.unlink(temporary)
