@@ -121,7 +121,15 @@ class PosPaymentAudit(models.Model):
     def init(self):
         for statement in audit.immutability_sql(self._table):
             self.env.cr.execute(SQL(statement))
-        self._export_legacy_boundaries()
+        try:
+            self._export_legacy_boundaries()
+        except OSError:
+            _logger.warning(
+                "Could not record the payment audit chains' unkeyed boundary in %s: "
+                "verification accepts any unkeyed prefix until it is",
+                self._audit_dir(),
+                exc_info=True,
+            )
 
     # ------------------------------------------------------------------
     # The key and the exported heads, outside the database
