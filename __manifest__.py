@@ -29,6 +29,7 @@
             "point_of_sale_api/static/tests/tours/**/*",
         ],
     },
+    "uninstall_hook": "uninstall_hook",
     "installable": True,
     "application": False,
 }

@@ -2,14 +2,13 @@
 method, serialise. Business rules live in the models and engines."""
 
 import functools
-import hashlib
 import json
 import logging
 
 from psycopg2 import DataError, IntegrityError
 from pydantic import ValidationError as SchemaError
 
-from odoo import SUPERUSER_ID, api, http
+from odoo import SUPERUSER_ID, http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
 from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
@@ -62,11 +61,6 @@ def endpoint(name):
 
 def _dump(model, payload):
     return model.model_validate(payload).model_dump(mode="json")
-
-
-def _request_hash(payload):
-    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class PosApiController(http.Controller):
@@ -184,67 +178,24 @@ class PosApiController(http.Controller):
         return route.request.model_validate(limits.decode_json(raw))
 
     def _idempotent(self, route, device, body, path_params, call):
-        """Stripe's semantics for an ``Idempotency-Key``: the key row is
-        inserted first, so a concurrent call with the same key waits on the
-        unique index and then replays; a replay returns the saved response;
-        the same key with other parameters is 409."""
-        key = request.httprequest.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 255:
-            raise PosApiError(
-                "An Idempotency-Key header (1-255 characters) is required.",
-                code="idempotency_key_required",
-            )
-        scope = f"{route.name}:{json.dumps(path_params, sort_keys=True)}"
-        canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(f"{scope}\n{canonical}".encode()).hexdigest()
-        keys = request.env["pos.api.idempotency"].sudo()
-        if keys.search_count(
-            [("company_id", "=", device.company_id.id), ("key", "=", key)], limit=1
-        ):
-            return self._replay_key(device, key, digest)
-        try:
-            with request.env.cr.savepoint():
-                record = keys.create(
-                    {
-                        "company_id": device.company_id.id,
-                        "key": key,
-                        "scope": scope,
-                        "request_hash": digest,
-                        "device_ref": device.id,
-                    }
-                )
-        except IntegrityError:
-            request.env.invalidate_all(flush=False)
-            return self._replay_key(device, key, digest)
-        try:
-            status, payload = call()
-        except PosApiError as exc:
-            if exc.keep_writes:  # an outcome that stands (a declined card): replay it too
-                record.write({"status": exc.status, "response": json.dumps(exc.to_dict())})
-            raise
-        record.write({"status": status, "response": json.dumps(payload)})
-        return status, payload
+        """The call under its ``Idempotency-Key`` (``pos.api.idempotency``);
+        the route's own checks on its path come first, so that a replay
+        answers nobody the first call would have refused."""
+        self._authorize_path(device, path_params)
+        return request.env["pos.api.idempotency"]._api_run(
+            device,
+            request.httprequest.headers.get("Idempotency-Key"),
+            f"{route.name}:{json.dumps(path_params, sort_keys=True)}",
+            body.model_dump(mode="json"),
+            call,
+        )
 
-    def _replay_key(self, device, key, digest):
-        domain = [("company_id", "=", device.company_id.id), ("key", "=", key)]
-        stored = request.env["pos.api.idempotency"].sudo().search(domain, limit=1)
-        if not stored:  # committed by a concurrent call after this transaction began
-            with request.env.registry.cursor() as cr:
-                stored = api.Environment(cr, SUPERUSER_ID, {})["pos.api.idempotency"].search(
-                    domain, limit=1
-                )
-                stored = stored and (stored.request_hash, stored.status, stored.response)
-        else:
-            stored = (stored.request_hash, stored.status, stored.response)
-        if not stored:
-            raise Conflict("A call with this key is still in progress.", code="idempotency_busy")
-        request_hash, status, response = stored
-        if request_hash != digest:
-            raise Conflict(
-                "This Idempotency-Key was used with other parameters.",
-                code="idempotency_mismatch",
-            )
-        return status, json.loads(response)
+    def _authorize_path(self, device, path_params):
+        """What the routes check first on their path parameters."""
+        if "authorization_id" in path_params:
+            self._authorization(device, path_params["order_id"], path_params["authorization_id"])
+        elif "order_id" in path_params:
+            self._order(device, path_params["order_id"])
 
     @staticmethod
     def _error_payload(exc):
@@ -330,73 +281,14 @@ class PosApiController(http.Controller):
     # ------------------------------------------------------------------
     @endpoint("order_create")
     def order_create(self, device, body):
-        return self._create_one(device, body)
+        return request.env["pos.order"]._api_create_or_replay([body], device)[0]
 
     @endpoint("order_batch")
     def order_batch(self, device, body):
-        """Replays and bad orders get their own results; the rest are created
-        in one ORM call. Should that bulk create fail, each order is retried
-        alone so that one bad order cannot sink the others."""
-        orders = request.env["pos.order"]
-        results = [None] * len(body.orders)
-        existing = {
-            order.uuid: order
-            for order in orders.sudo().search(
-                [("uuid", "in", [str(payload.uuid) for payload in body.orders])]
-            )
-        }
-        menu = device.config_id._api_menu()
-        session_id = None
-        todo, first_index = [], {}
-        for index, payload in enumerate(body.orders):
-            key = str(payload.uuid)
-            try:
-                if key in existing:
-                    results[index] = self._replay_order(
-                        existing[key], device, payload, _request_hash(payload)
-                    )
-                elif key in first_index:
-                    continue  # answered below with the first occurrence's result
-                else:
-                    first_index[key] = index
-                    session_id = session_id or orders._api_open_session_id(device, menu)
-                    todo.append(
-                        (index, payload, orders._api_prepare(payload, device, menu, session_id))
-                    )
-            except Exception as exc:  # noqa: BLE001 - each order gets its own result
-                results[index] = self._error_payload(exc)
-        if todo:
-            try:
-                with request.env.cr.savepoint():
-                    created = orders._api_create_prepared([item[2] for item in todo], device)
-                    for (index, payload, _prepared), order in zip(todo, created):
-                        results[index] = (201, self._store_response(order, payload, True))
-            except Exception:  # noqa: BLE001 - fall back to one savepoint per order
-                request.env.invalidate_all(flush=False)
-                for index, payload, _prepared in todo:
-                    try:
-                        with request.env.cr.savepoint():
-                            results[index] = self._create_one(device, payload, savepoint=True)
-                    except Exception as exc:  # noqa: BLE001
-                        request.env.invalidate_all(flush=False)
-                        results[index] = self._error_payload(exc)
-        for index, payload in enumerate(body.orders):
-            if results[index] is None:  # a uuid repeated inside the batch
-                first = results[first_index[str(payload.uuid)]]
-                same = _request_hash(payload) == _request_hash(
-                    body.orders[first_index[str(payload.uuid)]]
-                )
-                results[index] = (
-                    first
-                    if same
-                    else self._error_payload(
-                        Conflict(
-                            "This uuid was used for a different order.",
-                            code="idempotency_mismatch",
-                            details={"uuid": str(payload.uuid)},
-                        )
-                    )
-                )
+        """Each order gets its own result: created, replayed or refused."""
+        results = request.env["pos.order"]._api_create_or_replay(
+            body.orders, device, on_error=self._error_payload
+        )
         return 200, _dump(
             s.BatchOut,
             {
@@ -406,75 +298,6 @@ class PosApiController(http.Controller):
                 ]
             },
         )
-
-    def _store_response(self, order, payload, fresh=False):
-        """The first response of a creation, kept for replays."""
-        response = self._order_payload(order, fresh=fresh)
-        order.sudo().write(
-            {"api_request_hash": _request_hash(payload), "api_response": json.dumps(response)}
-        )
-        return response
-
-    def _create_one(self, device, payload, savepoint=False):
-        """Create, or replay the first response for this uuid.
-
-        The unique constraint on the uuid is the one guard: a retry, whether
-        sequential or concurrent, fails (its insert, or a check that no longer
-        holds, e.g. a product since withdrawn) and is then answered from what
-        the first request stored. Alone in its request, the creation needs no
-        savepoint: the failed transaction is rolled back whole (the request
-        wrote nothing before it) and the replay read from a fresh snapshot.
-        Inside a batch, ``savepoint`` keeps the other orders.
-        """
-        digest = _request_hash(payload)
-        try:
-            if savepoint:
-                with request.env.cr.savepoint():
-                    order = request.env["pos.order"]._api_create(payload, device)
-            else:
-                order = request.env["pos.order"]._api_create(payload, device)
-            return 201, self._store_response(order, payload, fresh=True)
-        except (
-            IntegrityError,
-            PosApiError,
-            billing.BillingError,
-            UserError,
-            ValidationError,
-            AccessError,
-        ) as exc:
-            if not savepoint:
-                request.env.cr.rollback()
-            request.env.invalidate_all(flush=False)
-            replay = self._replay(request.env, device, payload, digest)
-            if replay:
-                return replay
-            if not isinstance(exc, IntegrityError):
-                raise
-            # Not visible yet: a concurrent request committed it after this
-            # transaction began; read it from a fresh one.
-            with request.env.registry.cursor() as cr:
-                replay = self._replay(
-                    api.Environment(cr, SUPERUSER_ID, {}), device, payload, digest
-                )
-            if replay:
-                return replay
-            raise
-
-    def _replay(self, env, device, payload, digest):
-        order = env["pos.order"].sudo().search([("uuid", "=", str(payload.uuid))], limit=1)
-        return self._replay_order(order, device, payload, digest) if order else None
-
-    @staticmethod
-    def _replay_order(order, device, payload, digest):
-        if order.company_id.id != device.company_id.id or not order.api_response:
-            raise Conflict("An order with this uuid exists already.", code="uuid_conflict")
-        if order.api_request_hash != digest:
-            raise Conflict(
-                "This uuid was used for a different order.",
-                code="idempotency_mismatch",
-                details={"uuid": str(payload.uuid)},
-            )
-        return 201, json.loads(order.api_response)
 
     @endpoint("order_list")
     def order_list(self, device, body, **_query):

@@ -9,6 +9,7 @@ from . import (
     pos_order,
     pos_order_api,
     pos_order_payment_api,
+    pos_order_replay,
     pos_order_state_history,
     pos_payment_audit,
 )

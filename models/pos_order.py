@@ -1,6 +1,9 @@
 import logging
 import time
 
+import psycopg2
+from psycopg2 import errorcodes
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
@@ -16,6 +19,14 @@ _FOLLOWUP_WOKEN = {}
 
 # Roles allowed to sell at a price other than the pricelist's.
 PRICE_OVERRIDE_ROLES = frozenset({"manager"})
+
+
+class UuidCommittedConcurrently(psycopg2.errors.SerializationFailure):
+    """A serialization failure of our own: Odoo's retry loop
+    (``odoo.service.model.retrying``, around every RPC and HTTP request)
+    retries the request in a new snapshot. ``pgcode`` is what the loop logs."""
+
+    pgcode = errorcodes.SERIALIZATION_FAILURE
 
 
 class PosOrder(models.Model):
@@ -98,11 +109,45 @@ class PosOrder(models.Model):
         for name in [key for key in order if key in self._fields]:
             if self._fields[name]._module == "point_of_sale_api":
                 order.pop(name)
-        return super()._process_order(order, existing_order)
+        if existing_order:
+            return super()._process_order(order, existing_order)
+        try:
+            return super()._process_order(order, existing_order)
+        except psycopg2.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != f"{self._table}_pos_api_uuid_unique":
+                raise
+            # A concurrent push of this order committed it after this
+            # transaction's snapshot was taken: Odoo's retry loop replays the
+            # request, whose own search then finds it (a sequential retry).
+            raise UuidCommittedConcurrently(
+                f"The order with uuid {order.get('uuid')} was just created by a concurrent request."
+            ) from exc
 
     @api.model
     def sync_from_ui(self, orders):
-        return super(PosOrder, self.with_context(pos_api_source="pos_ui")).sync_from_ui(orders)
+        """Odoo's sync, and a retry of an order already past draft (whose
+        first response was lost, or that a concurrent push created) is
+        answered with that order's server data instead of nothing, so that
+        every retry gets the answer the first push got."""
+        pos_ui = self.with_context(pos_api_source="pos_ui")
+        result = super(PosOrder, pos_ui).sync_from_ui(orders)
+        uuids = [order.get("uuid") for order in orders if order.get("uuid")]
+        answered = {values["id"] for values in result.get("pos.order", [])}
+        skipped = pos_ui.search([("uuid", "in", uuids), ("id", "not in", list(answered))])
+        if not skipped:
+            return result
+        synced = pos_ui.browse(list(answered)) | skipped
+        config_id = synced.config_id.ids[0]
+        lines = synced.lines
+        for model, records in (
+            ("pos.order", synced),
+            ("pos.payment", synced.payment_ids),
+            ("pos.order.line", lines),
+            ("pos.pack.operation.lot", lines.pack_lot_ids),
+            ("product.attribute.custom.value", lines.custom_attribute_value_ids),
+        ):
+            result[model] = records.read(records._load_pos_data_fields(config_id), load=False)
+        return result
 
     def _api_follow_odoo_state(self):
         """Move the lifecycle where Odoo's state says the order is.

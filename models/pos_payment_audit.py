@@ -1,4 +1,8 @@
+import contextlib
+import fcntl
+import json
 import logging
+import os
 import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -8,9 +12,10 @@ import psycopg2
 
 from odoo import api, fields, http, models
 from odoo.exceptions import AccessError, MissingError, UserError
-from odoo.tools import SQL, float_repr
+from odoo.tools import SQL, config, float_repr
 
-from ..pos_core import audit
+from ..pos_core import audit, keyfile
+from .pos_api_device import api_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -27,8 +32,11 @@ CONTEXT_IDEMPOTENCY_KEY = "pos_api_idempotency_key"
 # Attribute of the HTTP request naming the device the device API authenticated.
 REQUEST_DEVICE_ATTRIBUTE = "pos_api_device_id"
 
-# Columns written by ``_append``: the hashed content and the two links.
-INSERT_COLUMNS = (*audit.HASHED_FIELDS, "previous_hash", "hash")
+# Columns written by ``_append``: the hashed content, the two links and the
+# hash scheme (NULL: plain sha256, written before the chain was keyed).
+INSERT_COLUMNS = (*audit.HASHED_FIELDS, "previous_hash", "hash_scheme", "hash")
+HEADS_FILE = "audit_heads.json"
+KEY_PURPOSE = "audit"
 EVENT_KEYS = frozenset(audit.HASHED_FIELDS) - {"sequence"}
 INSERT_BATCH = 1000
 DETACHED_LOCK_TIMEOUT = "10s"
@@ -99,6 +107,9 @@ class PosPaymentAudit(models.Model):
     order_state_after = fields.Char(readonly=True)
     previous_hash = fields.Char(required=True, readonly=True)
     hash = fields.Char(required=True, readonly=True)
+    # Outside the hash; empty on rows written before the chain was keyed
+    # (no default: adding the column must not UPDATE the existing rows).
+    hash_scheme = fields.Char(readonly=True)
 
     _sql_constraints = [
         (
@@ -112,6 +123,114 @@ class PosPaymentAudit(models.Model):
     def init(self):
         for statement in audit.immutability_sql(self._table):
             self.env.cr.execute(SQL(statement))
+        try:
+            self._export_legacy_boundaries()
+        except OSError:
+            _logger.warning(
+                "Could not record the payment audit chains' unkeyed boundary in %s: "
+                "verification accepts any unkeyed prefix until it is",
+                self._audit_dir(),
+                exc_info=True,
+            )
+
+    # ------------------------------------------------------------------
+    # The key and the exported heads, outside the database
+    # ------------------------------------------------------------------
+    @api.model
+    def _audit_key(self):
+        """The chain's HMAC key: configured (``audit_key`` in the
+        ``[point_of_sale_api]`` section, or POS_API_AUDIT_KEY), else a random
+        key created once in Odoo's data directory (mode 0600)."""
+        key = api_settings().audit_key or keyfile.read_or_create(
+            keyfile.key_path(config["data_dir"], self.env.cr.dbname, KEY_PURPOSE)
+        )
+        return audit.check_key(key)
+
+    @api.model
+    def _audit_dir(self):
+        return api_settings().audit_dir or keyfile.state_dir(config["data_dir"], self.env.cr.dbname)
+
+    @api.model
+    def _exported_heads(self):
+        """``{company_id: {sequence, hash, legacy_until, exported_at}}`` as
+        last exported, or None when nothing was ever exported here."""
+        path = os.path.join(self._audit_dir(), HEADS_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                content = json.load(handle)
+        except FileNotFoundError:
+            return None
+        return {int(company): head for company, head in content["companies"].items()}
+
+    @api.model
+    def _export_heads(self, heads, legacy_until=None):
+        """Merge ``{company_id: (sequence, hash)}`` into the heads file and
+        the server log. A head never goes backwards; ``legacy_until`` (per
+        company) is written once, the first time a company is exported.
+
+        The file is rewritten whole, atomically, under an exclusive lock
+        (several workers may verify at once)."""
+        directory = self._audit_dir()
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        path = os.path.join(directory, HEADS_FILE)
+        legacy_until = legacy_until or {}
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        lock_fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(lock_fd, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            content = {"database": self.env.cr.dbname, "companies": {}}
+            with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8") as handle:
+                content = json.load(handle)
+            companies = content["companies"]
+            for company_id, (sequence, head_hash) in sorted(heads.items()):
+                entry = companies.get(str(company_id))
+                if entry is None:
+                    entry = companies[str(company_id)] = {
+                        "sequence": 0,
+                        "hash": audit.GENESIS_HASH,
+                        "legacy_until": legacy_until.get(company_id, 0),
+                    }
+                if sequence > entry["sequence"]:
+                    entry.update(sequence=sequence, hash=head_hash, exported_at=now)
+                _logger.info(
+                    "Payment audit chain head of company %s: sequence %s, hash %s (exported to %s)",
+                    company_id,
+                    entry["sequence"],
+                    entry["hash"],
+                    path,
+                )
+            temporary = f"{path}.{os.getpid()}.tmp"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(content, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        return path
+
+    @api.model
+    def _export_legacy_boundaries(self):
+        """At installation and upgrade: remember, outside the database, the
+        last unkeyed record of each chain. Unkeyed records after it are a
+        rewrite (see ``pos_core.audit``)."""
+        self.env.cr.execute(
+            SQL(
+                "SELECT company_id, max(sequence),"
+                " max(sequence) FILTER (WHERE hash_scheme IS NULL)"
+                " FROM %s GROUP BY company_id",
+                SQL.identifier(self._table),
+            )
+        )
+        rows = self.env.cr.fetchall()
+        exported = self._exported_heads() or {}
+        boundaries = {
+            company_id: plain or 0
+            for company_id, _last, plain in rows
+            if company_id not in exported
+        }
+        if boundaries or not exported:
+            # The head itself is exported by the next verification.
+            self._export_heads(dict.fromkeys(boundaries, (0, audit.GENESIS_HASH)), boundaries)
 
     # ------------------------------------------------------------------
     # Append-only
@@ -161,8 +280,9 @@ class PosPaymentAudit(models.Model):
         by_company = defaultdict(list)
         for row in rows:
             by_company[row["company_id"]].append(row)
+        key = self._audit_key()
         for company_id in sorted(by_company):  # one lock order: no deadlock
-            audit.link(self._lock_chain(company_id), by_company[company_id])
+            audit.link(self._lock_chain(company_id), by_company[company_id], key)
         ids = []
         for start in range(0, len(rows), INSERT_BATCH):
             ids += self._insert_rows(rows[start : start + INSERT_BATCH])
@@ -350,11 +470,23 @@ class PosPaymentAudit(models.Model):
             company_ids = None
         if not self.env.su and set(company_ids) - set(self.env.user.company_ids.ids):
             raise AccessError(self.env._("You can only verify the chains of your companies."))
+        anchors = self._anchors(company_ids)
+        exported = self._exported_heads()
+        for company_id, head in (exported or {}).items():
+            if head["sequence"] and (company_ids is None or company_id in company_ids):
+                anchors[company_id][head["sequence"]] = head["hash"]
         results = audit.verify_chains(
-            self._iter_rows(company_ids, page_size), self._anchors(company_ids)
+            self._iter_rows(company_ids, page_size),
+            anchors,
+            key=self._audit_key(),
+            legacy_until={c: head["legacy_until"] for c, head in (exported or {}).items()},
+            # Nothing ever exported here (a restored copy): any unkeyed prefix;
+            # else a company first exported later never had unkeyed records.
+            legacy_default=None if exported is None else 0,
         )
         for company_id in company_ids or ():
             results.setdefault(company_id, audit.VerifyResult())
+        self._export_heads_on_commit(results)
         companies = []
         for company_id in sorted(results):
             details = results[company_id].to_dict()
@@ -399,7 +531,20 @@ class PosPaymentAudit(models.Model):
             )
         )
         since = last.head_sequence
-        verifier = audit.ChainVerifier({since: last.head_hash} if last else None)
+        anchors = {since: last.head_hash} if last else {}
+        # The head exported outside the database: a chain cut or rewritten
+        # below it is reported, whatever the database's own checks say.
+        exported = self._exported_heads()
+        exported_head = (exported or {}).get(company.id) or {}
+        if exported_head.get("sequence", 0) >= max(since, 1):
+            anchors[exported_head["sequence"]] = exported_head["hash"]
+        if company.id in (exported or {}):
+            legacy_until = exported_head.get("legacy_until")
+        else:  # as _verify: nothing exported here at all, any unkeyed prefix
+            legacy_until = None if exported is None else 0
+        verifier = audit.ChainVerifier(
+            anchors or None, key=self._audit_key(), legacy_until=legacy_until
+        )
         rows = self._iter_rows(company.ids, page_size, from_sequence=since)
         for row in rows:
             if since and verifier.result.checked == 0:
@@ -412,7 +557,9 @@ class PosPaymentAudit(models.Model):
             verifier.feed(row)
         if since and verifier.result.checked == 0:
             verifier.result.head_sequence = since - 1
-        details = verifier.finish().to_dict()
+        result = verifier.finish()
+        self._export_heads_on_commit({company.id: result})
+        details = result.to_dict()
         details["company_id"] = company.id
         first = details["first_broken"]
         if first:
@@ -441,6 +588,26 @@ class PosPaymentAudit(models.Model):
             "companies": [details],
         }
 
+    def _export_heads_on_commit(self, results):
+        """Export the heads of the chains that hold once this transaction
+        commits (a head of uncommitted rows would be a lie)."""
+        heads = {
+            company_id: (result.head_sequence, result.head_hash)
+            for company_id, result in results.items()
+            if result.ok and result.head_sequence
+        }
+        legacy = {company_id: result.plain_until for company_id, result in results.items()}
+        if not heads:
+            return
+        dbname = self.env.cr.dbname
+
+        @self.env.cr.postcommit.add
+        def _export():
+            try:  # reads no database: only the cursor's name is used
+                self._export_heads(heads, legacy)
+            except OSError:
+                _logger.exception("Could not export the payment audit heads of %s", dbname)
+
     def _iter_rows(self, company_ids, page_size, from_sequence=0):
         """Rows as dicts, ordered by (company, sequence, id), streamed from a
         server-side cursor in pages of ``page_size``, in this transaction's
@@ -451,7 +618,7 @@ class PosPaymentAudit(models.Model):
         is the unique index plus an incremental sort: no page costs more
         than the one before, unlike OFFSET or a keyset on three columns.
         """
-        columns = ("id", *audit.HASHED_FIELDS, "previous_hash", "hash")
+        columns = ("id", *audit.HASHED_FIELDS, "previous_hash", "hash_scheme", "hash")
         # Odoo's cursor turns NUMERIC into float: the amount is read as text.
         select = SQL(", ").join(
             SQL("%s::text", SQL.identifier(column))
@@ -501,6 +668,35 @@ class PosPaymentAudit(models.Model):
         for company_id, sequence, head_hash in self.env.cr.fetchall():
             anchors[company_id][sequence] = head_hash
         return anchors
+
+    @api.model
+    def _export_trail(self):
+        """Write every audit row, and a verification of the chains, to a
+        JSON Lines file of the audit directory; its path.
+
+        Line 1 is ``{"database", "exported_at", "verification"}``, each
+        further line one row with every column the chain needs, amounts as
+        exact strings and times in ISO 8601 (UTC): with the key (which is
+        not exported) the chains stay verifiable with ``pos_core.audit``.
+        """
+        report = self.sudo()._verify()
+        directory = self._audit_dir()
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        stamp = datetime.now(timezone.utc)
+        path = os.path.join(directory, f"audit_trail_{stamp:%Y%m%dT%H%M%SZ}.jsonl")
+        header = {
+            "database": self.env.cr.dbname,
+            "exported_at": stamp.isoformat(timespec="seconds"),
+            "verification": {key: report[key] for key in ("ok", "checked", "first_broken")},
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header, sort_keys=True) + "\n")
+            for row in self._iter_rows(None, VERIFY_PAGE):
+                handle.write(json.dumps(row, sort_keys=True, default=_export_value) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return path
 
     @api.model
     def _cron_verify(self):
@@ -646,6 +842,39 @@ class PosPayment(models.Model):
             "terminal_ref": self.transaction_id or self.payment_ref_no or None,
             "order_state_before": order.api_state,
         }
+
+
+def _export_value(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return audit.canonical_datetime(value)
+    raise TypeError(f"cannot export {type(value).__name__}")
+
+
+def uninstall_hook(env):
+    """Uninstalling drops the audit tables: export the trail first, and say
+    where it went in the server log and in Settings > Technical > Logging
+    (``ir.logging``, which outlives the addon)."""
+    path = env["pos.payment.audit"].sudo()._export_trail()
+    message = (
+        f"point_of_sale_api uninstalled: its payment audit trail was exported to {path} "
+        "(verifiable with the addon's audit key, which was not exported)"
+    )
+    _logger.warning("%s", message)
+    env["ir.logging"].sudo().create(
+        {
+            "name": __name__,
+            "type": "server",
+            "level": "WARNING",
+            "dbname": env.cr.dbname,
+            "message": message,
+            "path": __file__,
+            "func": "uninstall_hook",
+            "line": "0",
+        }
+    )
+    return path
 
 
 def _exact_amount(amount, currency):

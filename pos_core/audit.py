@@ -23,6 +23,19 @@ stored row alone and on any machine:
 - datetimes in UTC, ISO 8601 with microseconds and a ``Z``; naive datetimes
   are UTC, as Odoo stores them.
 
+Keyed chain. Anyone who can write the table (Odoo's own database role) can
+also recompute plain sha256 hashes. Records are therefore hashed with
+``HMAC-SHA256(key, previous_hash + canonical_json(record))`` (``HMAC``), the
+key kept outside the database. The scheme of each record is stored next to
+it (``hash_scheme``, outside the hashed content); records written before the
+key existed keep ``sha256`` (``PLAIN``, stored as NULL). A chain may start
+with plain records and go on with keyed ones, never the other way round, and
+plain records are accepted only up to ``legacy_until``, the last plain
+sequence when the key was introduced (remembered outside the database): a
+rewrite that "downgrades" keyed records to plain ones is broken at the first
+of them. Rewriting plain records changes the hash the first keyed record
+links to, which cannot be recomputed without the key.
+
 A chain cannot show that its last records were removed. The verifier takes
 *anchors*, ``{sequence: hash}`` pairs remembered by earlier checks: a chain
 that ends before an anchor, or whose record at an anchor has another hash
@@ -36,6 +49,7 @@ real server; the Odoo model installs it in ``init()``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -51,6 +65,12 @@ FAILED = "failed"
 EVENTS = (AUTHORIZED, CAPTURED, REFUNDED, VOIDED, FAILED)
 
 GENESIS_HASH = "0" * 64
+
+# Hash schemes (``hash_scheme``): None is a record written before the key.
+PLAIN = "sha256"
+HMAC = "hmac-sha256"
+SCHEMES = (PLAIN, HMAC)
+KEY_MIN_LENGTH = 32
 AMOUNT_PLACES = 6
 
 # The columns of an audit record that its hash covers, by their column names.
@@ -83,6 +103,8 @@ PREVIOUS_HASH = "previous_hash"  # the stored link to the previous record is wro
 HASH = "hash"  # the content does not hash to the stored hash
 ANCHOR = "anchor"  # an earlier check saw another hash at this sequence
 TRUNCATED = "truncated"  # the chain ends before a sequence an earlier check saw
+SCHEME = "hash_scheme"  # an unkeyed record where only keyed ones may be
+NO_KEY = "no_key"  # a keyed record, and no key to check it with
 
 
 def canonical_amount(value: Decimal | int | str) -> str:
@@ -148,25 +170,42 @@ def canonical_json(record: Mapping, fields: Iterable[str] = HASHED_FIELDS) -> st
     return _ENCODE(content)
 
 
-def chain_hash(previous_hash: str, record: Mapping) -> str:
-    """``sha256(previous_hash + canonical_json(record))`` as lowercase hex."""
-    payload = previous_hash + canonical_json(record)
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+def check_key(key: str | bytes) -> bytes:
+    """The chain key as bytes; at least ``KEY_MIN_LENGTH`` characters."""
+    raw = key.encode() if isinstance(key, str) else bytes(key)
+    if len(raw) < KEY_MIN_LENGTH:
+        raise ValueError(f"the audit key must have at least {KEY_MIN_LENGTH} characters")
+    return raw
 
 
-def link(head: tuple[int, str] | None, records: Iterable[dict]) -> tuple[int, str]:
-    """Give ``records`` (dicts, mutated) the next sequences and their hashes.
+def chain_hash(previous_hash: str, record: Mapping, key: bytes | None = None) -> str:
+    """The record's hash as lowercase hex: ``HMAC-SHA256(key, previous_hash
+    + canonical_json(record))`` with a key, ``sha256(...)`` of the same
+    payload without one (records written before the key existed)."""
+    payload = (previous_hash + canonical_json(record)).encode("ascii")
+    if key is None:
+        return hashlib.sha256(payload).hexdigest()
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def link(
+    head: tuple[int, str] | None, records: Iterable[dict], key: bytes | None = None
+) -> tuple[int, str]:
+    """Give ``records`` (dicts, mutated) the next sequences, their hashes and
+    their ``hash_scheme`` (keyed when ``key`` is given).
 
     ``head`` is ``(sequence, hash)`` of the chain's last record, ``None`` for
     an empty chain. Returns the new head. The caller holds the chain's lock
     from reading ``head`` until its transaction ends.
     """
     sequence, previous = head or (0, GENESIS_HASH)
+    scheme = HMAC if key is not None else None
     for record in records:
         sequence += 1
         record["sequence"] = sequence
         record["previous_hash"] = previous
-        record["hash"] = previous = chain_hash(previous, record)
+        record["hash_scheme"] = scheme
+        record["hash"] = previous = chain_hash(previous, record, key)
     return sequence, previous
 
 
@@ -206,6 +245,7 @@ class VerifyResult:
     broken_sequences: list = field(default_factory=list)
     head_sequence: int = 0
     head_hash: str = GENESIS_HASH
+    plain_until: int = 0  # the last unkeyed record that holds
 
     @property
     def ok(self) -> bool:
@@ -220,6 +260,7 @@ class VerifyResult:
             "broken_sequences": list(self.broken_sequences),
             "head_sequence": self.head_sequence,
             "head_hash": self.head_hash,
+            "plain_until": self.plain_until,
         }
 
 
@@ -228,12 +269,24 @@ class ChainVerifier:
 
     Feed records in sequence order (as stored: ``ORDER BY sequence``); each
     needs ``id``, ``sequence``, ``previous_hash``, ``hash`` and the hashed
-    fields. Once a link is broken every later record joins the tail unchecked:
-    nothing after a broken link can be trusted.
+    fields, and ``hash_scheme`` when keyed. Once a link is broken every later
+    record joins the tail unchecked: nothing after a broken link can be
+    trusted.
+
+    ``key`` checks keyed records; ``legacy_until`` is the last sequence that
+    may be unkeyed (None: any unkeyed prefix, when it is not known).
     """
 
-    def __init__(self, anchors: Mapping[int, str] | None = None):
+    def __init__(
+        self,
+        anchors: Mapping[int, str] | None = None,
+        key: bytes | None = None,
+        legacy_until: int | None = None,
+    ):
         self.anchors = dict(anchors or {})
+        self.key = key
+        self.legacy_until = legacy_until
+        self.keyed_seen = False
         self.result = VerifyResult()
 
     def feed(self, record: Mapping) -> None:
@@ -244,6 +297,8 @@ class ChainVerifier:
             if broken is None:
                 result.head_sequence = record["sequence"]
                 result.head_hash = record["hash"]
+                if not record.get("hash_scheme"):
+                    result.plain_until = record["sequence"]
                 return
             result.first_broken = broken
         result.broken_ids.append(record.get("id"))
@@ -262,8 +317,19 @@ class ChainVerifier:
         if sequence != expected_sequence:
             reason = SEQUENCE_GAP if sequence > expected_sequence else SEQUENCE_ORDER
             return broken(reason, expected_sequence, sequence)
+        scheme = record.get("hash_scheme") or PLAIN
+        if scheme not in SCHEMES:
+            return broken(SCHEME, list(SCHEMES), scheme)
+        if scheme == PLAIN and (
+            self.keyed_seen or (self.legacy_until is not None and sequence > self.legacy_until)
+        ):
+            return broken(SCHEME, HMAC, scheme)
+        if scheme == HMAC:
+            if self.key is None:
+                return broken(NO_KEY, HMAC, None)
+            self.keyed_seen = True
         try:
-            computed = chain_hash(expected_previous, record)
+            computed = chain_hash(expected_previous, record, self.key if scheme == HMAC else None)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             return broken(INVALID_CONTENT, None, str(exc))
         if record.get("previous_hash") != expected_previous:
@@ -290,9 +356,14 @@ class ChainVerifier:
         return result
 
 
-def verify(records: Iterable[Mapping], anchors: Mapping[int, str] | None = None) -> VerifyResult:
+def verify(
+    records: Iterable[Mapping],
+    anchors: Mapping[int, str] | None = None,
+    key: bytes | None = None,
+    legacy_until: int | None = None,
+) -> VerifyResult:
     """Verify one chain (one company), streaming ``records`` in sequence order."""
-    verifier = ChainVerifier(anchors)
+    verifier = ChainVerifier(anchors, key, legacy_until)
     for record in records:
         verifier.feed(record)
     return verifier.finish()
@@ -301,25 +372,35 @@ def verify(records: Iterable[Mapping], anchors: Mapping[int, str] | None = None)
 def verify_chains(
     records: Iterable[Mapping],
     anchors: Mapping[object, Mapping[int, str]] | None = None,
-    key: str = "company_id",
+    *,
+    chain_key: str = "company_id",
+    key: bytes | None = None,
+    legacy_until: Mapping[object, int] | None = None,
+    legacy_default: int | None = None,
 ) -> dict[object, VerifyResult]:
-    """Verify several chains at once, records told apart by ``record[key]``.
+    """Verify several chains at once, records told apart by
+    ``record[chain_key]``; ``legacy_until`` per chain (see ChainVerifier),
+    ``legacy_default`` for the chains it does not name.
 
     Each chain's records must come in sequence order; chains may interleave.
     A chain that only exists in ``anchors`` (all its records are gone) is
     reported as truncated.
     """
     anchors = anchors or {}
+    legacy = legacy_until or {}
     verifiers: dict[object, ChainVerifier] = {}
-    for record in records:
-        chain = record[key]
+
+    def verifier_for(chain):
         verifier = verifiers.get(chain)
         if verifier is None:
-            verifier = verifiers[chain] = ChainVerifier(anchors.get(chain))
-        verifier.feed(record)
+            verifier = verifiers[chain] = ChainVerifier(anchors.get(chain), key, legacy.get(chain))
+        return verifier
+
+    for record in records:
+        verifier_for(record[chain_key]).feed(record)
     for chain, chain_anchors in anchors.items():
         if chain not in verifiers and chain_anchors:
-            verifiers[chain] = ChainVerifier(chain_anchors)
+            verifier_for(chain)
     return {chain: verifier.finish() for chain, verifier in verifiers.items()}
 
 

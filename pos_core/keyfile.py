@@ -50,3 +50,18 @@ def _read(path: str) -> str:
     if not key:
         raise ValueError(f"the key file {path} is empty")
     return key
+
+
+def key_path(data_dir: str, dbname: str, purpose: str) -> str:
+    """Where the key for ``purpose`` of database ``dbname`` is kept:
+    ``<data_dir>/point_of_sale_api/<dbname>/<purpose>.key``, next to Odoo's
+    filestore (``<data_dir>/filestore``) but not in it."""
+    for part in (dbname, purpose):
+        if not part or "/" in part or part.startswith("."):
+            raise ValueError(f"not a plain name: {part!r}")
+    return os.path.join(state_dir(data_dir, dbname), f"{purpose}.key")
+
+
+def state_dir(data_dir: str, dbname: str) -> str:
+    """The addon's directory for database ``dbname`` in Odoo's data directory."""
+    return os.path.join(data_dir, "point_of_sale_api", dbname)

@@ -30,6 +30,12 @@ class Settings:
     rate_audit: str = ""
     # A refresh retried this many seconds after its rotation gets the same pair.
     refresh_grace_seconds: int = 30
+    # The payment audit chain's HMAC key (>= 32 characters); empty: a random
+    # key kept in Odoo's data directory.
+    audit_key: str = ""
+    # Where the audit chain heads (and an uninstall's export of the trail)
+    # are written; empty: <data_dir>/point_of_sale_api/<database>.
+    audit_dir: str = ""
 
 
 def load_settings(section: Mapping[str, str], environ: Mapping[str, str]) -> Settings:

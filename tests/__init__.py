@@ -1,5 +1,6 @@
 from . import (
     test_api,
+    test_audit_keyed,
     test_billing_odoo,
     test_concurrency,
     test_demo_data,
@@ -7,6 +8,7 @@ from . import (
     test_foundation,
     test_fuzz_openapi,
     test_hostile_input,
+    test_idempotency_scope,
     test_lifecycle,
     test_money_concurrency,
     test_money_safety,

@@ -24,6 +24,7 @@ from odoo.tools import mute_logger
 from ..models.pos_api_device import api_settings, jwt_key_path
 from ..pos_core import tokens
 from .common import DEMO_CONFIG_XMLID, PosApiFactories, PosApiHttpCommon
+from .threads import thread_env
 
 API_USER_GROUP = "point_of_sale_api.group_pos_api_user"
 API_MANAGER_GROUP = "point_of_sale_api.group_pos_api_manager"
@@ -398,11 +399,7 @@ class TestConcurrentRefresh(PosApiFactories, TransactionCase):
         def run(index):
             try:
                 with self.registry.cursor() as cr:
-                    # Bound to the registry up front: Environment() would
-                    # otherwise look it up under Registry._lock, which Odoo's
-                    # own test runner holds while it runs the tests.
-                    cr.transaction = api.Transaction(self.registry)
-                    env = api.Environment(cr, SUPERUSER_ID, {})
+                    env = thread_env(self.registry, cr, SUPERUSER_ID)
                     barrier.wait(timeout=30)
                     results[index] = self._retrying(
                         lambda: env["pos.api.device"]._api_refresh(self.refresh_token), env

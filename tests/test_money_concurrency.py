@@ -19,6 +19,7 @@ from odoo.tests import TransactionCase, tagged
 from ..pos_core import schemas as s
 from ..pos_core.exceptions import PosApiError
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
+from .threads import thread_env
 
 K = 10
 MAX_TRIES = 30
@@ -64,11 +65,7 @@ class TestMoneyConcurrency(PosApiFactories, TransactionCase):
     # helpers
     # ------------------------------------------------------------------
     def _env(self, cr):
-        if cr.transaction is None:
-            # Not Registry(dbname): Odoo's own test runner holds the registry
-            # class lock while it runs post-install tests.
-            cr.transaction = api.Transaction(self.registry)
-        return api.Environment(cr, self.admin_id, {"tracking_disable": True})
+        return thread_env(self.registry, cr, self.admin_id, {"tracking_disable": True})
 
     def _committed(self, func):
         """``func(env)`` in a transaction of its own, committed."""

@@ -393,3 +393,86 @@ def test_values_survive_postgres_and_sql_tampering_is_found(pg_conn):
         result = audit.verify(_read(cr))
     assert (result.first_broken.id, result.first_broken.reason) == (records[6]["id"], audit.HASH)
     assert result.broken_ids == _tail(records, 6)
+
+
+# ----------------------------------------------------------------------
+# Keyed chain (HMAC) and the unkeyed prefix written before the key
+# ----------------------------------------------------------------------
+KEY = audit.check_key("k" * 40)
+WRONG_KEY = audit.check_key("w" * 40)
+
+
+def _keyed_chain(count, plain=0):
+    """``plain`` unkeyed records (written before the key), then keyed ones."""
+    records = [_record(index) for index in range(count)]
+    head = audit.link(None, records[:plain]) if plain else None
+    audit.link(head, records[plain:], KEY)
+    return records
+
+
+def test_a_keyed_chain_verifies_only_with_its_key():
+    records = _keyed_chain(6)
+    assert {record["hash_scheme"] for record in records} == {audit.HMAC}
+    assert records[0]["hash"] != audit.chain_hash(audit.GENESIS_HASH, records[0])
+    assert audit.verify(records, key=KEY).ok
+    assert audit.verify(records, key=WRONG_KEY).first_broken.reason == audit.HASH
+    assert audit.verify(records).first_broken.reason == audit.NO_KEY
+
+
+def test_short_keys_are_refused():
+    with pytest.raises(ValueError):
+        audit.check_key("short")
+
+
+def test_a_rewrite_rehashed_with_plain_sha256_is_broken():
+    records = _keyed_chain(6)
+    forged = [dict(record) for record in records]
+    forged[3]["amount"] = Decimal("999.00")
+    # The database role recomputes the whole chain without the key.
+    for record in forged:
+        record.pop("hash_scheme")
+    audit.link(None, forged)
+    assert audit.verify(forged).ok  # consistent on its own, as unkeyed records
+    result = audit.verify(forged, key=KEY, legacy_until=0)
+    assert (result.first_broken.sequence, result.first_broken.reason) == (1, audit.SCHEME)
+    # Even without the remembered boundary, an anchor of an earlier check exposes it.
+    anchors = {6: records[5]["hash"]}
+    assert audit.verify(forged, anchors, key=KEY).first_broken.reason == audit.ANCHOR
+
+
+def test_a_rewrite_rehashed_with_a_wrong_key_is_broken():
+    records = _keyed_chain(6)
+    forged = [dict(record) for record in records]
+    forged[2]["amount"] = Decimal("0.01")
+    audit.link((2, forged[1]["hash"]), forged[2:], WRONG_KEY)
+    result = audit.verify(forged, key=KEY)
+    assert (result.first_broken.sequence, result.first_broken.reason) == (3, audit.HASH)
+
+
+def test_unkeyed_records_before_the_key_stay_valid_and_protected():
+    records = _keyed_chain(8, plain=3)
+    assert [record["hash_scheme"] for record in records[:4]] == [None, None, None, audit.HMAC]
+    assert audit.verify(records, key=KEY, legacy_until=3).ok
+    assert audit.verify(records, key=KEY).ok  # boundary unknown: any unkeyed prefix
+    # Rewriting an old unkeyed record and re-hashing the unkeyed prefix breaks
+    # the first keyed record's link, which cannot be recomputed without the key.
+    forged = [dict(record) for record in records]
+    forged[1]["amount"] = Decimal("1.00")
+    audit.link((1, forged[0]["hash"]), forged[1:3])
+    result = audit.verify(forged, key=KEY, legacy_until=3)
+    assert (result.first_broken.sequence, result.first_broken.reason) == (4, audit.PREVIOUS_HASH)
+
+
+def test_an_unkeyed_record_after_a_keyed_one_or_past_the_boundary_is_broken():
+    records = _keyed_chain(6, plain=2)
+    downgraded = [dict(record) for record in records]
+    audit.link((4, downgraded[3]["hash"]), downgraded[4:])  # the last two, unkeyed
+    result = audit.verify(downgraded, key=KEY)
+    assert (result.first_broken.sequence, result.first_broken.reason) == (5, audit.SCHEME)
+    plain = _chain(4)
+    assert audit.verify(plain, key=KEY, legacy_until=4).ok
+    result = audit.verify(plain, key=KEY, legacy_until=2)
+    assert (result.first_broken.sequence, result.first_broken.reason) == (3, audit.SCHEME)
+    unknown = _keyed_chain(2)
+    unknown[1]["hash_scheme"] = "md5"
+    assert audit.verify(unknown, key=KEY).first_broken.reason == audit.SCHEME
