@@ -50,7 +50,7 @@ def jwt_key_path(dbname):
     """Where the signing key of ``dbname`` lives when none is configured: in
     Odoo's data directory, outside the database and outside the filestore
     that Odoo's backups include."""
-    return os.path.join(config["data_dir"], "point_of_sale_api", f"{dbname}.jwt.key")
+    return keyfile.key_path(config["data_dir"], dbname, "jwt")
 
 
 def _file_key(dbname):
