@@ -42,13 +42,17 @@ ensure_debian_packages() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-  log "installing Debian packages: ${missing[*]}"
+  [ ${#missing[@]} -eq 0 ] || apt_install "the test and run commands" "${missing[@]}"
+}
+
+apt_install() {  # apt_install WHAT-FOR PACKAGES...
+  local why=$1; shift
+  command -v apt-get >/dev/null 2>&1 || die "$why need $*, and there is no apt-get to install them"
+  log "installing Debian packages for $why: $*"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
     || die "apt-get update failed (are you root or a sudoer?)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+    "$@" >/dev/null || die "apt-get install $* failed"
 }
 
 free_port() {
@@ -115,13 +119,7 @@ ensure_odoo_build_packages() {
   inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   [ -f "$inc/Python.h" ] || missing+=(python3-dev)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null 2>&1 || die "building Odoo's requirements needs ${missing[*]}, and there is no apt-get"
-  log "installing Debian packages to build Odoo's requirements: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
-    || die "apt-get update failed (are you root or a sudoer?)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  [ ${#missing[@]} -eq 0 ] || apt_install "building Odoo's requirements" "${missing[@]}"
 }
 
 # Prints the source root (the folder holding odoo/ and odoo-bin or setup.py)
@@ -264,11 +262,7 @@ ensure_chromium() {
   done
   if [ -z "$found" ]; then
     if command -v apt-get >/dev/null 2>&1; then
-      log "installing Debian package: chromium (browser tours of the Odoo tier)"
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
-        || die "apt-get update failed (are you root or a sudoer?)"
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        chromium >/dev/null || die "apt-get install chromium failed"
+      apt_install "the browser tours of the Odoo tier" chromium
     else
       log "warning: no Chrome/Chromium and no apt-get to install it; browser tours will be skipped"
     fi

@@ -20,7 +20,7 @@ from .. import uninstall_hook
 from ..models.pos_payment_audit import HEADS_FILE
 from ..pos_core import audit, keyfile
 from .common import PosApiCommon
-from .test_payment_audit import ROW_TRIGGER, TABLE, AuditFactories
+from .test_payment_audit import AuditFactories
 
 
 @tagged("post_install", "-at_install")
@@ -61,23 +61,6 @@ class TestKeyedAudit(AuditFactories, PosApiCommon):
     def _exported(self):
         with open(os.path.join(self.audit_dir, HEADS_FILE), encoding="utf-8") as handle:
             return json.load(handle)["companies"].get(str(self.company.id))
-
-    def _disable_trigger(self):
-        self.env.cr.execute(
-            SQL(
-                "ALTER TABLE %s DISABLE TRIGGER %s",
-                SQL.identifier(TABLE),
-                SQL.identifier(ROW_TRIGGER),
-            )
-        )
-        self.addCleanup(
-            self.env.cr.execute,
-            SQL(
-                "ALTER TABLE %s ENABLE TRIGGER %s",
-                SQL.identifier(TABLE),
-                SQL.identifier(ROW_TRIGGER),
-            ),
-        )
 
     def _rows(self):
         return list(self.Audit._iter_rows([self.company.id], 100))

@@ -38,20 +38,6 @@ class AuditFactories:
     def _rows_of_order(self, order):
         return self.env["pos.payment.audit"].search([("order_res_id", "=", order.id)])
 
-
-@tagged("post_install", "-at_install")
-class TestPaymentAudit(AuditFactories, PosApiCommon):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.session = cls._open_session()
-        cls.Audit = cls.env["pos.payment.audit"]
-
-    def _sync(self, payload):
-        self.env["pos.order"].sync_from_ui([payload])
-        self.env.cr.precommit.run()  # audit rows are appended when the transaction commits
-        return self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
-
     def _disable_trigger(self):
         self.env.cr.execute(
             SQL(
@@ -68,6 +54,20 @@ class TestPaymentAudit(AuditFactories, PosApiCommon):
                 SQL.identifier(ROW_TRIGGER),
             ),
         )
+
+
+@tagged("post_install", "-at_install")
+class TestPaymentAudit(AuditFactories, PosApiCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.session = cls._open_session()
+        cls.Audit = cls.env["pos.payment.audit"]
+
+    def _sync(self, payload):
+        self.env["pos.order"].sync_from_ui([payload])
+        self.env.cr.precommit.run()  # audit rows are appended when the transaction commits
+        return self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
 
     # ------------------------------------------------------------------
     # Coverage: payments taken in the POS UI, change, voids, the API context
