@@ -1,2 +1,2 @@
-from . import controllers, models
+from . import controllers, models, wizard
 from .models.pos_payment_audit import uninstall_hook

@@ -1,7 +1,6 @@
 from . import (
     pos_api_authorization,
     pos_api_device,
-    pos_api_device_token_wizard,
     pos_api_idempotency,
     pos_api_printer,
     pos_config,

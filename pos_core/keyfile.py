@@ -23,10 +23,8 @@ def read_or_create(path: str, nbytes: int = KEY_BYTES) -> str:
     but one of them; the others read the winner's key. Nobody ever reads a
     half-written file.
     """
-    try:
+    with contextlib.suppress(FileNotFoundError):
         return _read(path)
-    except FileNotFoundError:
-        pass
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"

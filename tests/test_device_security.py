@@ -327,7 +327,7 @@ class TestDeviceSecurity(PosApiHttpCommon):
         wizard = Form(
             self.env["pos.api.device.token.wizard"]
             .with_user(manager)
-            .with_context(action["context"])
+            .with_context(**action["context"])
         )
         self.assertEqual(wizard.device_id, device)
         self.assertTrue(wizard.api_url.endswith("/pos_api/v1"))

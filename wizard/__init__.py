@@ -1,0 +1,1 @@
+from . import pos_api_device_token_wizard
