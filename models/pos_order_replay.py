@@ -5,6 +5,7 @@ from psycopg2 import IntegrityError
 
 from odoo import api, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from ..pos_core import schemas
 from ..pos_core.billing import BillingError
@@ -49,6 +50,8 @@ class PosOrder(models.Model):
                 result = func(*args)
                 if result is not None:
                     results[index] = result
+            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                raise  # Odoo retries the whole request on fresh data
             except Exception as exc:
                 if on_error is None:
                     raise
@@ -81,6 +84,8 @@ class PosOrder(models.Model):
                     for (index, _vals), order in zip(todo, created):
                         results[index] = (201, order._api_store_response(digests[index]))
                 todo = []
+            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                raise
             except Exception:  # noqa: BLE001 - each order is tried alone below
                 self.env.invalidate_all(flush=False)
         alone = len(todo) == 1  # its prepared values are still untouched

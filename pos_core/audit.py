@@ -393,7 +393,9 @@ def verify_chains(
     def verifier_for(chain):
         verifier = verifiers.get(chain)
         if verifier is None:
-            verifier = verifiers[chain] = ChainVerifier(anchors.get(chain), key, legacy.get(chain))
+            verifier = verifiers[chain] = ChainVerifier(
+                anchors.get(chain), key, legacy.get(chain, legacy_default)
+            )
         return verifier
 
     for record in records:

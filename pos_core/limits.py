@@ -71,7 +71,7 @@ DEFAULT_RATES = {
     READ: Rate(1000, 5),
     WRITE: Rate(1000, 5),
     PAYMENT: Rate(500, 5),
-    AUTH: Rate(60, 60),  # per client address: token refreshes, unauthenticated reads
+    AUTH: Rate(60, 60),  # per client address: token refreshes
     AUDIT: Rate(5, 60),
 }
 

@@ -9,6 +9,7 @@ import re
 import uuid
 from decimal import Decimal
 
+from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -232,13 +233,25 @@ class TestMoneySafety(PosApiHttpCommon):
                 self.assertIn("empty_order", codes)
                 self.assertFalse(self.env["pos.order"].search_count([("uuid", "=", body["uuid"])]))
         self.config.api_check_stock = True
-        self.p1.product_tmpl_id.is_storable = True
-        self.assertLessEqual(self.p1.qty_available, 0)
-        draft = self._draft([(self.p1, 1)])  # a draft is not checked yet
+        # A product of its own: earlier tests' committed orders may have moved
+        # the demo products, whose tracking can then no longer change.
+        dish = self.env["product.product"].create(
+            {
+                "name": "Stock-checked dish",
+                "type": "consu",
+                "is_storable": True,
+                "available_in_pos": True,
+                "list_price": self.p1.lst_price,
+                "taxes_id": [fields.Command.set(self.p1.taxes_id.ids)],
+                "pos_categ_ids": [fields.Command.set(self.p1.pos_categ_ids.ids)],
+            }
+        )
+        self.assertLessEqual(dish.qty_available, 0)
+        draft = self._draft([(dish, 1)])  # a draft is not checked yet
         total = draft.amount_total
         for state, pay in (("validated", None), ("paid", [(self.cash_method, total)])):
             with self.subTest(state=state, check="stock"):
-                body = self._order_body([(self.p1, 1)], state=state, pay=pay)
+                body = self._order_body([(dish, 1)], state=state, pay=pay)
                 status, error = self._call("POST", "/orders", body, device=self.waiter)
                 self.assertEqual((status, error["error"]["code"]), (422, "order_invalid"), error)
                 codes = {problem["code"] for problem in error["error"]["details"]["problems"]}

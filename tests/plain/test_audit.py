@@ -440,6 +440,18 @@ def test_a_rewrite_rehashed_with_plain_sha256_is_broken():
     assert audit.verify(forged, anchors, key=KEY).first_broken.reason == audit.ANCHOR
 
 
+def test_chains_not_named_in_the_boundaries_take_the_default_boundary():
+    # A company whose chain began after the key: not in the exported
+    # boundaries, so no unkeyed record is allowed in it at all.
+    forged = _chain(4, company_id=2)
+    named = _keyed_chain(3)
+    results = audit.verify_chains([*named, *forged], key=KEY, legacy_until={1: 0}, legacy_default=0)
+    assert results[1].ok
+    assert (results[2].first_broken.sequence, results[2].first_broken.reason) == (1, audit.SCHEME)
+    # Nothing exported at all (a restored copy): an unkeyed prefix is allowed.
+    assert audit.verify_chains(forged, key=KEY, legacy_default=None)[2].ok
+
+
 def test_a_rewrite_rehashed_with_a_wrong_key_is_broken():
     records = _keyed_chain(6)
     forged = [dict(record) for record in records]
