@@ -110,6 +110,16 @@ class PosOrder(models.Model):
             if self._fields[name]._module == "point_of_sale_api":
                 order.pop(name)
         if existing_order:
+            if existing_order._api_held_authorizations():
+                # The amount a card authorization holds is for the order as it
+                # is: the POS UI may not change it either (the API says 409).
+                raise UserError(
+                    self.env._(
+                        "Order %s has a card authorization held on it: capture or void it "
+                        "before changing the order.",
+                        existing_order.pos_reference or existing_order.name,
+                    )
+                )
             return super()._process_order(order, existing_order)
         try:
             return super()._process_order(order, existing_order)

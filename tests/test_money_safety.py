@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 
 from odoo import fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from ..pos_core import audit
@@ -98,6 +98,13 @@ class TestMoneySafety(PosApiHttpCommon):
                 self.assertEqual((status, error["error"]["code"]), (409, "authorization_held"))
         status, error = self._tip(order, 1.0)
         self.assertEqual((status, error["error"]["code"]), (409, "authorization_held"))
+        # Nor through the POS UI's push of the same order.
+        payload = self._ui_order_payload(
+            order.session_id, [(self.p1, 3)], paid=False, order_uuid=order.uuid
+        )
+        with self.assertRaisesRegex(UserError, "card authorization"), self.env.cr.savepoint():
+            self.env["pos.order"].sync_from_ui([payload])
+        order.invalidate_recordset()
         self.assertEqual(order.lines.read(["qty", "discount", "price_unit"]), lines_before)
         self.assertEqual(order.amount_total, total_before)
         # Voided, the order is the waiter's again.
