@@ -14,7 +14,7 @@ from pathlib import Path
 # Odoo's runner ends with "<f> failed, <e> error(s) of <n> tests when loading
 # database '<db>'" (odoo/service/server.py), and logs each skip.
 ODOO_RESULT = re.compile(r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database")
-ODOO_SKIP = re.compile(r" odoo\.tests\.result: skipped ")
+ODOO_SKIP = re.compile(r" INFO \S+ odoo\.addons\.[\w.]+: skipped ")
 
 
 def junit_counts(path):
