@@ -250,10 +250,8 @@ class PosApiController(http.Controller):
         return order
 
     @staticmethod
-    def _order_payload(order, with_history=True, fresh=False):
-        return _dump(
-            s.OrderEnvelope, {"order": order._api_to_dict(with_history=with_history, fresh=fresh)}
-        )
+    def _order_payload(order, with_history=True):
+        return _dump(s.OrderEnvelope, {"order": order._api_to_dict(with_history=with_history)})
 
     # ------------------------------------------------------------------
     # meta and auth

@@ -6,12 +6,12 @@ from psycopg2 import IntegrityError
 
 from odoo import api, fields, models
 
+from ..pos_core import limits
 from ..pos_core.exceptions import Conflict, PosApiError
 
 # How long a key is remembered (Stripe keeps 24 hours; restaurants replay
 # offline queues after a day off the network, so keep a week).
 KEY_RETENTION_DAYS = 7
-KEY_MAX_LENGTH = 255
 
 
 def _canonical(body):
@@ -73,9 +73,10 @@ class PosApiIdempotency(models.Model):
         the first call and for a replay alike.
         """
         key = (key or "").strip()
-        if not key or len(key) > KEY_MAX_LENGTH:
+        if not key or len(key) > limits.IDEMPOTENCY_KEY_MAX_LENGTH:
             raise PosApiError(
-                f"An Idempotency-Key header (1-{KEY_MAX_LENGTH} characters) is required.",
+                f"An Idempotency-Key header (1-{limits.IDEMPOTENCY_KEY_MAX_LENGTH} characters) "
+                "is required.",
                 code="idempotency_key_required",
             )
         digest = request_digest(scope, body)

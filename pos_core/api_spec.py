@@ -116,7 +116,11 @@ ROUTES: tuple[Route, ...] = (
             ("state", "string", "Restaurant state to filter on"),
             ("table_id", "integer", "Table to filter on"),
             ("updated_since", "string", "ISO datetime: orders changed after it"),
-            ("limit", "integer", "Page size, 1-200 (50)"),
+            (
+                "limit",
+                "integer",
+                f"Page size, 1-{limits.MAX_PAGE_SIZE} ({limits.DEFAULT_PAGE_SIZE})",
+            ),
             ("cursor", "string", "next_cursor of the previous page"),
         ),
         tags=("orders",),
@@ -304,7 +308,7 @@ def openapi(server_url: str = "") -> dict:
                     "required": True,
                     "description": "A replay returns the saved response; the same key with "
                     "other parameters is 409; concurrent calls have one effect.",
-                    "schema": {"type": "string", "maxLength": 255},
+                    "schema": {"type": "string", "maxLength": limits.IDEMPOTENCY_KEY_MAX_LENGTH},
                 }
             )
         if parameters:

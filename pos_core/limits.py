@@ -36,6 +36,8 @@ MAX_BATCH_ORDERS = 200
 MAX_BATCH_LINES = 2000  # all orders of one POST /orders/batch together
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Length of an Idempotency-Key header.
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 # ----------------------------------------------------------------- rates
 READ, WRITE, PAYMENT, AUTH, AUDIT = "read", "write", "payment", "auth", "audit"
