@@ -39,6 +39,17 @@ MAX_PAGE_SIZE = 200
 # Length of an Idempotency-Key header.
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
+# ------------------------------------------------------------- real time
+LONGPOLL_MAX_TIMEOUT = 60  # seconds a GET /events may wait
+MAX_EVENTS_PER_READ = 500  # events in one long-poll answer or catch-up read
+MAX_ROOMS_PER_DEVICE = 64  # rooms one connection (or long-poll) follows
+MAX_CONNECTIONS_PER_DEVICE = 8  # open WebSockets and waiting long-polls per device, per process
+MAX_WS_MESSAGE_BYTES = 16 * 1024  # a client's message (auth, subscribe) is small
+WS_SEND_BUFFER_BYTES = 1024 * 1024  # queued for one slow client before it is cut off
+WS_PING_INTERVAL = 25  # seconds: under common proxies' 60 s idle timeouts
+WS_AUTH_TIMEOUT = 10  # seconds to send the auth message when no header carried the token
+TOKEN_RECHECK_INTERVAL = 5  # seconds: a token revoked while connected drops within this
+
 # ----------------------------------------------------------------- rates
 READ, WRITE, PAYMENT, AUTH, AUDIT = "read", "write", "payment", "auth", "audit"
 RATE_CLASSES = (READ, WRITE, PAYMENT, AUTH, AUDIT)
