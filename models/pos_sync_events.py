@@ -72,25 +72,31 @@ class PosSyncLog(models.Model):
     def _build_events(self, dirty):
         super()._build_events(dirty)
         self._build_order_events(dirty)
-        self._build_session_events(dirty.get("sessions", {}))
+        self._build_session_events(dirty.get("sessions", set()))
         self._build_menu_events(dirty.get("templates", set()))
 
     # ------------------------------------------------------------------
     # Orders, lines, payments, tables
     # ------------------------------------------------------------------
     def _build_order_events(self, dirty):
-        marks = dirty.get("orders", {})
+        tx = self._sync_tx()
+        origins = tx.get("orders", {})  # as each order was when the transaction met it
+        tx_payments = tx.get("payments", {})  # payments added in the transaction
+        emitted = {}  # (model, id) -> types already written by this transaction
+        for event_type, res_model, res_id in tx.get("emitted", {}):
+            emitted.setdefault((res_model, res_id), set()).add(event_type)
+        touched = dirty.get("orders", set())
         changed_fields = dirty.get("order_fields", {})
         deleted = dirty.get("orders_deleted", {})
         deleted_lines = dirty.get("lines_deleted", {})
-        payments = dirty.get("payments", {})
+        paid = dirty.get("payments", set())
         line_ids = [lid for lid in dirty.get("lines", ()) if lid not in deleted_lines]
         lines = self.env["pos.order.line"].browse(sorted(line_ids))
         if deleted:
             lines = lines.exists()  # (deleting an order deletes its lines in SQL)
         order_ids = (
-            set(marks)
-            | set(payments)
+            touched
+            | paid
             | set(lines.order_id.ids)
             | {order_id for order_id, _uuid in deleted_lines.values()}
         ) - set(deleted)
@@ -103,37 +109,37 @@ class PosSyncLog(models.Model):
         deleted_by_order = {}
         for line_id, (order_id, line_uuid) in deleted_lines.items():
             deleted_by_order.setdefault(order_id, []).append((line_id, line_uuid))
-        tables = {}  # (table_id, config) -> rooms of the orders that touched it
+        tables = {}  # (table_id, config) -> session id
         for order in orders:
             config = order.config_id
             rooms = self._order_rooms(order)
-            created = order.id in marks and marks[order.id] is None
-            orig = marks.get(order.id)
+            created = order.id in origins and origins[order.id] is None
+            orig = origins.get(order.id)
+            before = emitted.get(("pos.order", order.id), set())
             payload = self._order_payload(order)
+
+            def emit(event_type, event_payload, record=order, config=config, rooms=rooms):
+                self._emit(config, event_type, rooms, event_payload, record, merge=True)
+
             if created:
-                self._emit(config, events.ORDER_CREATED, rooms, payload, order)
+                emit(events.ORDER_CREATED, payload)
                 if order.table_id:
                     tables[order.table_id.id, config] = order.session_id.id
             else:
-                written = changed_fields.get(order.id, set())
                 state_changed = orig is not None and (orig[0], orig[1]) != (
                     order.state,
                     order.api_state,
                 )
-                if state_changed:
-                    self._emit(
-                        config,
-                        events.ORDER_STATE_CHANGED,
-                        rooms,
-                        dict(payload, previous={"state": orig[1], "odoo_state": orig[0]}),
-                        order,
-                    )
+                if state_changed or events.ORDER_STATE_CHANGED in before:
+                    previous = {"state": orig[1], "odoo_state": orig[0]} if orig else None
+                    emit(events.ORDER_STATE_CHANGED, dict(payload, previous=previous))
                 if (
-                    written - STATE_FIELDS - SILENT_FIELDS
+                    changed_fields.get(order.id, set()) - STATE_FIELDS - SILENT_FIELDS
                     or order.id in lines_by_order
                     or order.id in deleted_by_order
+                    or events.ORDER_UPDATED in before
                 ):
-                    self._emit(config, events.ORDER_UPDATED, rooms, payload, order)
+                    emit(events.ORDER_UPDATED, payload)
                 if orig is not None and (
                     orig[2] != order.table_id.id
                     or orig[3] != order.customer_count
@@ -141,42 +147,31 @@ class PosSyncLog(models.Model):
                 ):
                     for table_id in {orig[2], order.table_id.id} - {False, None}:
                         tables[table_id, config] = order.session_id.id
+                totals = self._order_totals(order)
                 for line in lines_by_order.get(order.id, ()):
-                    self._emit(
-                        config,
-                        events.LINE_UPDATED,
-                        rooms,
-                        dict(self._line_payload(line, order), **self._order_totals(order)),
-                        line,
-                    )
+                    emit(events.LINE_UPDATED, {**self._line_payload(line, order), **totals}, line)
                 for line_id, line_uuid in deleted_by_order.get(order.id, ()):
-                    self._emit(
-                        config,
+                    emit(
                         events.LINE_UPDATED,
-                        rooms,
                         {
                             "id": line_id,
                             "uuid": line_uuid,
                             "order_id": order.id,
                             "deleted": True,
-                            **self._order_totals(order),
+                            **totals,
                         },
                         self.env["pos.order.line"].browse(line_id),
                     )
             if order.api_state == lc.READY and (created or (orig and orig[1] != lc.READY)):
-                self._emit(config, events.KITCHEN_ORDER_READY, rooms, payload, order)
-            if order.id in payments:
-                processed = sorted(payments[order.id])
-                self._emit(
-                    config,
+                emit(events.KITCHEN_ORDER_READY, payload)
+            if order.id in tx_payments and (order.id in paid or events.PAYMENT_PROCESSED in before):
+                emit(
                     events.PAYMENT_PROCESSED,
-                    rooms,
                     {
                         **{key: payload[key] for key in self._SUMMARY_KEYS},
-                        "processed_ids": processed,
+                        "processed_ids": sorted(tx_payments[order.id]),
                         "payments": payload["payments"],
                     },
-                    order,
                 )
         for order_id, (config_id, session_id, table_id, order_uuid) in deleted.items():
             config = self.env["pos.config"].browse(config_id)
@@ -189,6 +184,7 @@ class PosSyncLog(models.Model):
                 rooms,
                 {"id": order_id, "uuid": order_uuid, "deleted": True},
                 self.env["pos.order"].browse(order_id),
+                merge=True,
             )
             if table_id:
                 tables[table_id, config] = session_id
@@ -309,17 +305,19 @@ class PosSyncLog(models.Model):
                     "guests": guests,
                 },
                 table,
+                merge=True,
             )
 
     # ------------------------------------------------------------------
     # Sessions and menu
     # ------------------------------------------------------------------
-    def _build_session_events(self, marks):
-        if not marks:
+    def _build_session_events(self, touched):
+        if not touched:
             return
-        sessions = self.env["pos.session"].browse(sorted(marks)).exists()
+        origins = self._sync_tx().get("sessions", {})
+        sessions = self.env["pos.session"].browse(sorted(touched)).exists()
         for session in sessions:
-            orig = marks[session.id]
+            orig = origins.get(session.id)
             if orig is not None and orig == session.state:
                 continue
             self._emit(
@@ -337,6 +335,7 @@ class PosSyncLog(models.Model):
                     "stop_at": event_at(session.stop_at),
                 },
                 session,
+                merge=True,
             )
 
     def _build_menu_events(self, template_ids):
@@ -368,7 +367,7 @@ class PosSyncLog(models.Model):
             payload = {"template_ids": mine.ids, "product_ids": product_ids}
             if max(len(product_ids), len(mine)) > limits.SYNC_LOG_MAX_MENU_IDS:
                 payload = {"template_ids": [], "product_ids": [], "truncated": True}
-            self._emit(config, events.MENU_UPDATED, [], payload, config)
+            self._emit(config, events.MENU_UPDATED, [], payload, config, merge=True)
 
 
 # ----------------------------------------------------------------------
@@ -380,9 +379,11 @@ class PosOrder(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         orders = super().create(vals_list)
-        marks = self.env["pos.sync.log"]._sync_dirty().setdefault("orders", {})
+        log = self.env["pos.sync.log"]
+        origins = log._sync_tx().setdefault("orders", {})
         for order in orders:
-            marks[order.id] = None
+            origins[order.id] = None  # created by this transaction
+        log._sync_dirty().setdefault("orders", set()).update(orders.ids)
         return orders
 
     def write(self, vals):
@@ -391,18 +392,21 @@ class PosOrder(models.Model):
         return super().write(vals)
 
     def _sync_mark(self, vals):
-        dirty = self.env["pos.sync.log"]._sync_dirty()
-        marks = dirty.setdefault("orders", {})
-        written = dirty.setdefault("order_fields", {})
+        log = self.env["pos.sync.log"]
+        origins = log._sync_tx().setdefault("orders", {})
         for order in self:
-            if order.id not in marks:
-                marks[order.id] = (
+            if order.id not in origins:
+                origins[order.id] = (
                     order.state,
                     order.api_state,
                     order.table_id.id,
                     order.customer_count,
                 )
-            written.setdefault(order.id, set()).update(vals)
+        dirty = log._sync_dirty()
+        dirty.setdefault("orders", set()).update(self.ids)
+        written = dirty.setdefault("order_fields", {})
+        for order_id in self.ids:
+            written.setdefault(order_id, set()).update(vals)
 
     def unlink(self):
         if self:
@@ -445,9 +449,11 @@ class PosPayment(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         payments = super().create(vals_list)
-        marks = self.env["pos.sync.log"]._sync_dirty().setdefault("payments", {})
+        log = self.env["pos.sync.log"]
+        added = log._sync_tx().setdefault("payments", {})
         for payment in payments:
-            marks.setdefault(payment.pos_order_id.id, set()).add(payment.id)
+            added.setdefault(payment.pos_order_id.id, set()).add(payment.id)
+        log._sync_dirty().setdefault("payments", set()).update(payments.pos_order_id.ids)
         return payments
 
     def unlink(self):
@@ -462,16 +468,20 @@ class PosSession(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         sessions = super().create(vals_list)
-        marks = self.env["pos.sync.log"]._sync_dirty().setdefault("sessions", {})
+        log = self.env["pos.sync.log"]
+        origins = log._sync_tx().setdefault("sessions", {})
         for session in sessions:
-            marks[session.id] = None
+            origins[session.id] = None
+        log._sync_dirty().setdefault("sessions", set()).update(sessions.ids)
         return sessions
 
     def write(self, vals):
         if self and "state" in vals:
-            marks = self.env["pos.sync.log"]._sync_dirty().setdefault("sessions", {})
+            log = self.env["pos.sync.log"]
+            origins = log._sync_tx().setdefault("sessions", {})
             for session in self:
-                marks.setdefault(session.id, session.state)
+                origins.setdefault(session.id, session.state)
+            log._sync_dirty().setdefault("sessions", set()).update(self.ids)
         return super().write(vals)
 
 

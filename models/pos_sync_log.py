@@ -34,6 +34,7 @@ EVENTS_KEY = "point_of_sale_api.sync_log.events"
 DIRTY_KEY = "point_of_sale_api.sync_log.dirty"
 HOOK_KEY = "point_of_sale_api.sync_log.hook"
 POSTCOMMIT_KEY = "point_of_sale_api.sync_log.sequence"
+TX_KEY = "point_of_sale_api.sync_log.transaction"
 REDIS_KEY = "point_of_sale_api.sync_log.publish"
 
 # pg_advisory_xact_lock key of the sequencer: one for the whole database, so
@@ -129,12 +130,15 @@ class PosSyncLog(models.Model):
     # Write side
     # ------------------------------------------------------------------
     @api.model
-    def _emit(self, config, event_type, rooms, payload, record=None):
+    def _emit(self, config, event_type, rooms, payload, record=None, *, merge=False):
         """Buffer one event of ``config`` (record or id) in this transaction.
 
         ``rooms``: most specific first; ``config:<id>`` is appended when
         missing. ``payload`` is bounded here (see the module docstring).
-        The buffer is inserted at precommit, in one INSERT."""
+        The buffer is inserted at precommit, in one INSERT. ``merge``: one
+        event per (record, type) and transaction: an event of the same
+        record and type already written by this transaction (at a flush
+        before a savepoint) is replaced instead of repeated."""
         if event_type not in events.EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
         config = self.env["pos.config"].browse(config) if isinstance(config, int) else config
@@ -153,6 +157,7 @@ class PosSyncLog(models.Model):
                 events.dumps(events.bound_payload(payload)),
                 record._name if record is not None else None,
                 record.id if record is not None else None,
+                merge and record is not None,
             )
         )
 
@@ -162,6 +167,13 @@ class PosSyncLog(models.Model):
         (the emission concern, pos_sync_events.py, fills and reads it)."""
         self._sync_log_hook()
         return self.env.cr.precommit.data.setdefault(DIRTY_KEY, {})
+
+    @api.model
+    def _sync_tx(self):
+        """What the events of this transaction were built from and which rows
+        they went to, kept across the flushes (savepoints) of the
+        transaction: post-commit data lives until commit or rollback."""
+        return self.env.cr.postcommit.data.setdefault(TX_KEY, {})
 
     @api.model
     def _sync_log_hook(self):
@@ -182,6 +194,47 @@ class PosSyncLog(models.Model):
         rows = data.pop(EVENTS_KEY, None)
         if not rows:
             return
+        self._sync_log_write(rows)
+        if _is_test_cursor(self.env):
+            # A test cursor never really commits and drops post-commit hooks.
+            self._sequence_pending()
+        elif not self.env.cr.postcommit.data.get(POSTCOMMIT_KEY):
+            self.env.cr.postcommit.data[POSTCOMMIT_KEY] = True
+            registry, dbname = self.env.registry, self.env.cr.dbname
+            self.env.cr.postcommit.add(lambda: _sequence_after_commit(registry, dbname))
+
+    def _sync_log_write(self, rows):
+        """One INSERT for the new rows; one UPDATE for rows replacing an
+        event of the same record and type written earlier in the transaction."""
+        emitted = self._sync_tx().setdefault("emitted", {})
+        latest = {}
+        for row in rows:
+            key = row[2], row[5], row[6]
+            latest[key if row[7] else len(latest)] = row
+        replacing = [(emitted[key], row) for key, row in latest.items() if key in emitted]
+        if replacing:
+            self.env.cr.execute(
+                SQL(
+                    """
+                    UPDATE pos_sync_log l SET rooms = u.r, payload = u.p::jsonb
+                      FROM unnest(%s::int4[], %s::text[], %s::text[]) AS u(id, r, p)
+                     WHERE l.id = u.id
+                    RETURNING l.id
+                    """,
+                    [row_id for row_id, _row in replacing],
+                    [row[3] for _id, row in replacing],
+                    [row[4] for _id, row in replacing],
+                )
+            )
+            replaced = {row[0] for row in self.env.cr.fetchall()}
+        else:
+            replaced = set()
+        # (a row rolled back with a savepoint is written again)
+        new = [
+            row for key, row in latest.items() if key not in emitted or emitted[key] not in replaced
+        ]
+        if not new:
+            return
         self.env.cr.execute(
             SQL(
                 """
@@ -192,17 +245,15 @@ class PosSyncLog(models.Model):
                   FROM unnest(%s::int4[], %s::int4[], %s::text[], %s::text[], %s::text[],
                               %s::text[], %s::int4[]) WITH ORDINALITY AS u(c, co, t, r, p, m, i, n)
                  ORDER BY n
+                RETURNING id, event_type, res_model, res_id
                 """,
-                *(list(column) for column in zip(*rows)),
+                *(list(column) for column in list(zip(*new))[:7]),
             )
         )
-        if _is_test_cursor(self.env):
-            # A test cursor never really commits and drops post-commit hooks.
-            self._sequence_pending()
-        elif not self.env.cr.postcommit.data.get(POSTCOMMIT_KEY):
-            self.env.cr.postcommit.data[POSTCOMMIT_KEY] = True
-            registry, dbname = self.env.registry, self.env.cr.dbname
-            self.env.cr.postcommit.add(lambda: _sequence_after_commit(registry, dbname))
+        merged = {(row[2], row[5], row[6]) for row in new if row[7]}
+        for row_id, event_type, res_model, res_id in self.env.cr.fetchall():
+            if (event_type, res_model, res_id) in merged:
+                emitted[event_type, res_model, res_id] = row_id
 
     def _build_events(self, dirty):
         """Turn the marks of ``_sync_dirty`` into events (pos_sync_events.py)."""

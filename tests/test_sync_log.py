@@ -16,7 +16,7 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
-from ..models.pos_sync_log import BUS_NOTIFICATION
+from ..models.pos_sync_log import BUS_NOTIFICATION, TX_KEY
 from ..pos_core import events, limits
 from ..pos_core import lifecycle as lc
 from ..pos_core import schemas as s
@@ -34,6 +34,9 @@ class SyncLogCase(PosApiCommon):
 
     def setUp(self):
         super().setUp()
+        # The test transaction never commits: forget what earlier tests'
+        # (rolled back) changes left in its post-commit data.
+        self.env.cr.postcommit.data.pop(TX_KEY, None)
         self._mark()
 
     def _mark(self):
