@@ -58,6 +58,23 @@ MENU_FIELDS = frozenset(
 )
 
 
+# What a line event shows: a write leaving these as they were is no change.
+LINE_FIELDS = (
+    "product_id",
+    "full_product_name",
+    "qty",
+    "price_unit",
+    "discount",
+    "price_subtotal_incl",
+    "customer_note",
+    "api_seat",
+)
+
+
+def _line_state(line):
+    return tuple(line[name].id if name == "product_id" else line[name] for name in LINE_FIELDS)
+
+
 def _text(value):
     return value[: limits.SYNC_LOG_TEXT_CHARS] if value else None
 
@@ -103,9 +120,14 @@ class PosSyncLog(models.Model):
         if not (order_ids or deleted):
             return
         orders = self.env["pos.order"].browse(sorted(order_ids)).exists()
+        line_origins = tx.get("lines", {})
         lines_by_order = {}
         for line in lines:
-            lines_by_order.setdefault(line.order_id.id, []).append(line)
+            # (a line rewritten with its own values, as amounts recomputed
+            # for the whole order, did not change)
+            orig = line_origins.get(line.id)
+            if orig is None or orig != _line_state(line):
+                lines_by_order.setdefault(line.order_id.id, []).append(line)
         deleted_by_order = {}
         for line_id, (order_id, line_uuid) in deleted_lines.items():
             deleted_by_order.setdefault(order_id, []).append((line_id, line_uuid))
@@ -348,7 +370,7 @@ class PosSyncLog(models.Model):
         if not templates:
             return
         # A product of no company is on the menus of every company.
-        shared = not all(templates.mapped("company_id"))
+        shared = not all(template.company_id for template in templates)
         domain = [] if shared else [("company_id", "in", templates.company_id.ids)]
         configs = self.env["pos.config"].search(domain)
         if not configs:
@@ -427,12 +449,21 @@ class PosOrderLine(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         lines = super().create(vals_list)
-        self.env["pos.sync.log"]._sync_dirty().setdefault("lines", set()).update(lines.ids)
+        log = self.env["pos.sync.log"]
+        origins = log._sync_tx().setdefault("lines", {})
+        for line in lines:
+            origins[line.id] = None
+        log._sync_dirty().setdefault("lines", set()).update(lines.ids)
         return lines
 
     def write(self, vals):
         if self:
-            self.env["pos.sync.log"]._sync_dirty().setdefault("lines", set()).update(self.ids)
+            log = self.env["pos.sync.log"]
+            origins = log._sync_tx().setdefault("lines", {})
+            for line in self:
+                if line.id not in origins:
+                    origins[line.id] = _line_state(line)
+            log._sync_dirty().setdefault("lines", set()).update(self.ids)
         return super().write(vals)
 
     def unlink(self):

@@ -34,14 +34,15 @@ class SyncLogCase(PosApiCommon):
 
     def setUp(self):
         super().setUp()
-        # The test transaction never commits: forget what earlier tests'
-        # (rolled back) changes left in its post-commit data.
-        self.env.cr.postcommit.data.pop(TX_KEY, None)
         self._mark()
 
     def _mark(self):
+        """What a commit does: precommit, the sequencer, and the end of the
+        transaction's own bookkeeping (post-commit data)."""
         self.env.cr.flush()
         self.log._sequence_pending()
+        self.env.cr.flush()  # (the bus rows of the relay)
+        self.env.cr.postcommit.data.pop(TX_KEY, None)
         self.env.cr.execute("SELECT COALESCE(max(id), 0) FROM pos_sync_log")
         self.since = self.env.cr.fetchone()[0]
 
@@ -320,8 +321,8 @@ class TestSyncLogReadAndKeep(SyncLogCase):
         old = [row["seq"] for row in rows[:3]]
         self.env.cr.execute(
             "UPDATE pos_sync_log SET create_date = create_date - interval '40 days'"
-            " WHERE config_id = %s AND seq <= %s",
-            [config, old[-1]],
+            " WHERE config_id = %s AND seq BETWEEN %s AND %s",
+            [config, old[0], old[-1]],
         )
         cron = self.env.ref("point_of_sale_api.ir_cron_sync_log_prune")
         self.assertEqual(cron.interval_type, "days")
