@@ -20,6 +20,8 @@ const ORDER_EVENTS = new Set([
 
 patch(PosStore.prototype, {
     async afterProcessServerData() {
+        this.posApiOrdersToRead = new Set();
+        this.posApiReading = null;
         this.onNotified("POS_API_EVENT", (envelope) => this.ws_posApiEvent(envelope));
         return await super.afterProcessServerData(...arguments);
     },
@@ -34,12 +36,30 @@ patch(PosStore.prototype, {
         }
         return [envelope.type === "line.updated" ? payload.order_id : payload.id];
     },
-    async ws_posApiEvent(envelope) {
-        const ids = this.posApiEventOrderIds(envelope).filter(
-            (id) => typeof id === "number" && !this.pendingOrder.write.has(id)
-        );
-        if (ids.length) {
-            await this.data.read("pos.order", ids);
+    ws_posApiEvent(envelope) {
+        for (const id of this.posApiEventOrderIds(envelope)) {
+            if (typeof id === "number" && !this.pendingOrder.write.has(id)) {
+                this.posApiOrdersToRead.add(id);
+            }
+        }
+        if (this.posApiOrdersToRead.size && !this.posApiReading) {
+            this.posApiReading = this.posApiReadOrders();
+        }
+        return this.posApiReading;
+    },
+    /** One read at a time: the events of one change (an order and its
+     * table) arrive together and are read together. */
+    async posApiReadOrders() {
+        try {
+            // Let the other notifications of the same batch arrive.
+            await Promise.resolve();
+            while (this.posApiOrdersToRead.size) {
+                const ids = [...this.posApiOrdersToRead];
+                this.posApiOrdersToRead.clear();
+                await this.data.read("pos.order", ids);
+            }
+        } finally {
+            this.posApiReading = null;
         }
     },
 });

@@ -17,7 +17,7 @@ import { rpc } from "@web/core/network/rpc";
 import { registry } from "@web/core/registry";
 
 const TABLE = "4"; // Dining Room
-const PRODUCT = "Caprese Salad";
+const PRODUCT = "Bruschetta al Pomodoro";
 
 async function createOrderAsDevice() {
     const raw = await rpc("/web/dataset/call_kw/ir.config_parameter/get_param", {
