@@ -108,9 +108,8 @@ class PosSyncLog(models.Model):
         deleted_lines = dirty.get("lines_deleted", {})
         paid = dirty.get("payments", set())
         line_ids = [lid for lid in dirty.get("lines", ()) if lid not in deleted_lines]
-        lines = self.env["pos.order.line"].browse(sorted(line_ids))
-        if deleted:
-            lines = lines.exists()  # (deleting an order deletes its lines in SQL)
+        # (gone: deleted with their order in SQL, or rolled back with a savepoint)
+        lines = self.env["pos.order.line"].browse(sorted(line_ids)).exists()
         order_ids = (
             touched
             | paid
