@@ -29,6 +29,8 @@ whose POS availability or price changed give one ``menu.updated`` per point
 of sale of their company.
 """
 
+import functools
+
 from odoo import api, models
 from odoo.tools import SQL, float_repr
 
@@ -87,10 +89,11 @@ class PosSyncLog(models.Model):
     _inherit = "pos.sync.log"
 
     def _build_events(self, dirty):
-        super()._build_events(dirty)
+        result = super()._build_events(dirty)
         self._build_order_events(dirty)
         self._build_session_events(dirty.get("sessions", set()))
         self._build_menu_events(dirty.get("templates", set()))
+        return result
 
     # ------------------------------------------------------------------
     # Orders, lines, payments, tables
@@ -139,8 +142,7 @@ class PosSyncLog(models.Model):
             before = emitted.get(("pos.order", order.id), set())
             payload = self._order_payload(order)
 
-            def emit(event_type, event_payload, record=order, config=config, rooms=rooms):
-                self._emit(config, event_type, rooms, event_payload, record, merge=True)
+            emit = functools.partial(self._emit_merged, config, rooms, order)
 
             if created:
                 emit(events.ORDER_CREATED, payload)
@@ -170,7 +172,11 @@ class PosSyncLog(models.Model):
                         tables[table_id, config] = order.session_id.id
                 totals = self._order_totals(order)
                 for line in lines_by_order.get(order.id, ()):
-                    emit(events.LINE_UPDATED, {**self._line_payload(line, order), **totals}, line)
+                    emit(
+                        events.LINE_UPDATED,
+                        {**self._line_payload(line, order), **totals},
+                        record=line,
+                    )
                 for line_id, line_uuid in deleted_by_order.get(order.id, ()):
                     emit(
                         events.LINE_UPDATED,
@@ -181,7 +187,7 @@ class PosSyncLog(models.Model):
                             "deleted": True,
                             **totals,
                         },
-                        self.env["pos.order.line"].browse(line_id),
+                        record=self.env["pos.order.line"].browse(line_id),
                     )
             if order.api_state == lc.READY and (created or (orig and orig[1] != lc.READY)):
                 emit(events.KITCHEN_ORDER_READY, payload)
@@ -211,6 +217,11 @@ class PosSyncLog(models.Model):
                 tables[table_id, config] = session_id
         if tables:
             self._build_table_events(tables)
+
+    def _emit_merged(self, config, rooms, order, event_type, payload, *, record=None):
+        self._emit(
+            config, event_type, rooms, payload, order if record is None else record, merge=True
+        )
 
     # The keys of an order payload that every event about the order repeats.
     _SUMMARY_KEYS = (

@@ -110,7 +110,7 @@ class TestSyncLogCommitOrder(TransactionCase):
     def test_concurrent_writers_get_unique_gap_free_seqs_in_commit_order(self):
         barrier = threading.Barrier(K)
         errors = []
-        committed = []  # labels in commit order, with the seq a reader saw right after
+        committed = []
         lock = threading.Lock()
 
         def writer(index):
@@ -118,9 +118,9 @@ class TestSyncLogCommitOrder(TransactionCase):
                 with self._cursor() as cr:
                     self._emit(cr, f"w{index}")
                     barrier.wait(timeout=30)
-                    cr.commit()  # runs the post-commit sequencer
-                    with lock:
-                        committed.append(f"w{index}")
+                # (committed on leaving the block: the post-commit sequencer ran)
+                with lock:
+                    committed.append(f"w{index}")
             except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
 
@@ -130,6 +130,7 @@ class TestSyncLogCommitOrder(TransactionCase):
         for thread in threads:
             thread.join(timeout=60)
         self.assertEqual(errors, [])
+        self.assertEqual(len(committed), K)
         seqs = self._seqs()
         self.assertEqual(len(seqs), K)
         values = sorted(seqs.values())
