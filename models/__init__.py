@@ -11,4 +11,6 @@ from . import (
     pos_order_replay,
     pos_order_state_history,
     pos_payment_audit,
+    pos_sync_events,
+    pos_sync_log,
 )

@@ -16,6 +16,9 @@ from . import (
     test_payments,
     test_pos_ui_tour,
     test_rate_limit,
+    test_sync_log,
+    test_sync_log_concurrency,
+    test_sync_log_tour,
     test_upgrade,
     test_worker_kill,
 )

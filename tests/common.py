@@ -51,6 +51,22 @@ class PosApiFactories:
             session.set_opening_control(0, None)
         return session
 
+    def _session_in_opening_control(self):
+        """A fresh session, as the cashier finds it before opening the register."""
+        config = self.config
+        if config.current_session_id:
+            # The tour opens the register itself; close what an earlier test
+            # (or a developer's database) left open. Rolled back with the test.
+            session = config.current_session_id
+            if session.state == "opening_control":
+                return session
+            session.order_ids.filtered(lambda o: o.state == "draft").action_pos_order_cancel()
+            session.action_pos_session_closing_control()
+        config.open_ui()
+        session = config.current_session_id
+        self.assertEqual(session.state, "opening_control")
+        return session
+
     def _ui_order_payload(self, session, lines, paid=True, order_uuid=None, payment_method=None):
         """An order as the POS UI sends it to ``pos.order.sync_from_ui``.
 

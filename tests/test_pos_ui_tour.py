@@ -25,22 +25,6 @@ class TestPosUiTour(PosApiFactories, HttpCase):
         cls.starter = cls.env.ref("point_of_sale_api.demo_product_bruschetta")
         cls.drink = cls.env.ref("point_of_sale_api.demo_product_still_water")
 
-    def _session_in_opening_control(self):
-        """A fresh session, as the cashier finds it before opening the register."""
-        config = self.config
-        if config.current_session_id:
-            # The tour opens the register itself; close what an earlier test
-            # (or a developer's database) left open. Rolled back with the test.
-            session = config.current_session_id
-            if session.state == "opening_control":
-                return session
-            session.order_ids.filtered(lambda o: o.state == "draft").action_pos_order_cancel()
-            session.action_pos_session_closing_control()
-        config.open_ui()
-        session = config.current_session_id
-        self.assertEqual(session.state, "opening_control")
-        return session
-
     def test_pos_ui_order_paid_and_session_closed(self):
         session = self._session_in_opening_control()
 
