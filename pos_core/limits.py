@@ -50,7 +50,6 @@ WS_PING_INTERVAL = 25  # seconds: under common proxies' 60 s idle timeouts
 WS_AUTH_TIMEOUT = 10  # seconds to send the auth message when no header carried the token
 TOKEN_RECHECK_INTERVAL = 5  # seconds: a token revoked while connected drops within this
 WS_RING_EVENTS = 1024  # latest events kept in memory per point of sale, per process
-WS_SEEN_INTERVAL = 60  # seconds between two last_seen updates of the open connections
 DISPATCH_TICK = 1.0  # seconds: the dispatcher's longest sleep (backstops, rechecks)
 DISPATCH_BACKSTOP_INTERVAL = 5  # seconds between two head checks / orphan sequencings
 
