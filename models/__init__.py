@@ -11,4 +11,5 @@ from . import (
     pos_order_replay,
     pos_order_state_history,
     pos_payment_audit,
+    pos_websocket_connection,
 )

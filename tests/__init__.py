@@ -17,5 +17,6 @@ from . import (
     test_pos_ui_tour,
     test_rate_limit,
     test_upgrade,
+    test_websocket_connection,
     test_worker_kill,
 )
