@@ -174,22 +174,23 @@ class FrameReader:
         self._fragment_opcode: int | None = None
         self._fragment_size = 0
 
-    def _read_exact(self, size: int) -> bytes:
+    def _fill(self, size: int):
+        """Receive until ``size`` bytes are buffered. Nothing is consumed
+        before a whole frame is there, so a socket timeout (an idle client)
+        loses nothing: the next call carries on."""
         while len(self._buffer) < size:
             chunk = self.sock.recv(max(size - len(self._buffer), 4096))
             if not chunk:
                 raise ConnectionClosed("end of stream")
             self._buffer += chunk
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
 
     def buffered(self) -> bool:
         """Whether bytes already received wait to be parsed."""
         return bool(self._buffer)
 
     def read_frame(self) -> tuple[bool, int, bytes]:
-        first, second = self._read_exact(2)
+        self._fill(2)
+        first, second = self._buffer[0], self._buffer[1]
         fin, opcode = bool(first & 0x80), first & 0x0F
         if first & 0x70:
             raise ProtocolError(events.CLOSE_PROTOCOL_ERROR, "reserved bits set")
@@ -202,16 +203,25 @@ class FrameReader:
             raise ProtocolError(events.CLOSE_PROTOCOL_ERROR, "server frames must not be masked")
         if opcode in CONTROL_OPCODES and (not fin or length > MAX_CONTROL_PAYLOAD):
             raise ProtocolError(events.CLOSE_PROTOCOL_ERROR, "fragmented or long control frame")
+        offset = 2
         if length == 126:
-            (length,) = struct.unpack("!H", self._read_exact(2))
+            self._fill(4)
+            (length,) = struct.unpack_from("!H", self._buffer, 2)
+            offset = 4
         elif length == 127:
-            (length,) = struct.unpack("!Q", self._read_exact(8))
+            self._fill(10)
+            (length,) = struct.unpack_from("!Q", self._buffer, 2)
+            offset = 10
             if length >> 63:
                 raise ProtocolError(events.CLOSE_PROTOCOL_ERROR, "frame length over 2**63")
         if opcode in DATA_OPCODES and self._fragment_size + length > self.max_message:
             raise ProtocolError(events.CLOSE_TOO_BIG, f"message over {self.max_message} bytes")
-        key = self._read_exact(4) if masked else b""
-        payload = self._read_exact(length)
+        key_size = 4 if masked else 0
+        self._fill(offset + key_size + length)
+        key = bytes(self._buffer[offset : offset + key_size])
+        start = offset + key_size
+        payload = bytes(self._buffer[start : start + length])
+        del self._buffer[: start + length]
         return fin, opcode, _mask(payload, key) if masked else payload
 
     def read_message(self) -> Message:
