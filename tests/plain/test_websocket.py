@@ -190,6 +190,21 @@ def test_oversized_message_in_fragments(pair):
     assert caught.value.code == events.CLOSE_TOO_BIG
 
 
+def test_a_timeout_mid_frame_loses_nothing(pair):
+    """An idle client times the read out; the bytes of a frame received so
+    far stay buffered and the next read completes it."""
+    client, server = pair
+    server.settimeout(0.05)
+    reader = _server_reader(server)
+    frame = ws.encode_frame(ws.OP_TEXT, b"x" * 300, mask=True)
+    for cut in (1, 3, 6, len(frame) - 1):
+        client.sendall(frame[:cut])
+        with pytest.raises(TimeoutError):
+            reader.read_message()
+        client.sendall(frame[cut:])
+        assert reader.read_message().data == "x" * 300
+
+
 def test_end_of_stream_mid_frame(pair):
     client, server = pair
     reader = _server_reader(server)
