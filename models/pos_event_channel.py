@@ -548,6 +548,8 @@ class DeviceSocket:
                     raise ws.ProtocolError(events.CLOSE_POLICY, "authenticate first")
                 if not self._authenticate(parsed["token"]):
                     return
+            else:
+                self._send_authenticated()
             # Also bounds every send: a client that stops reading is dropped.
             self.sock.settimeout(limits.WS_SEND_TIMEOUT)
             if not self._opened():
@@ -617,10 +619,17 @@ class DeviceSocket:
         self.device_id, self.claims, self.config_id = claims.device_id, claims, claims.config_id
         if self.watch is not None:
             self.watch.claims = claims
-        self._send_json(
-            {"type": ws.AUTHENTICATED, "device_id": self.device_id, "expires_at": claims.expires_at}
-        )
+        self._send_authenticated()
         return True
+
+    def _send_authenticated(self):
+        self._send_json(
+            {
+                "type": ws.AUTHENTICATED,
+                "device_id": self.device_id,
+                "expires_at": self.claims.expires_at,
+            }
+        )
 
     def _opened(self):
         """Take a connection slot of the device, register the connection."""

@@ -5,6 +5,7 @@ from . import (
     test_concurrency,
     test_demo_data,
     test_device_security,
+    test_event_channel,
     test_foundation,
     test_fuzz_openapi,
     test_hostile_input,
