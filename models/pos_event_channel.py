@@ -517,7 +517,7 @@ class DeviceSocket:
         self.claims = claims
         self.config_id = claims.config_id if claims else None
         self.reader = ws.FrameReader(sock)
-        self.send_lock = threading.Lock()
+        self.send_lock = threading.RLock()
         self.hub = dispatcher.hub(dbname)
         # Before the first subscribe, a subscriber of nothing: it carries
         # the close codes (revocation, shutdown) to the writer.
@@ -666,9 +666,13 @@ class DeviceSocket:
         if self.dropped is not None:
             subscriber.close(self.dropped)
             return
-        if after is not None and self.hub.attach_from_memory(subscriber, after):
-            self._send_json(_subscribed(rooms, after, False))
-        else:
+        # Held while attaching from memory: the writer may not push the ring's
+        # events before the acknowledgement.
+        with self.send_lock:
+            from_memory = after is not None and self.hub.attach_from_memory(subscriber, after)
+            if from_memory:
+                self._send_json(_subscribed(rooms, after, False))
+        if not from_memory:
             first = True
             cursor = after
             for _attempt in range(10):

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from urllib.parse import urlencode
 
 from odoo import SUPERUSER_ID
@@ -121,9 +122,20 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
     def setUp(self):
         super().setUp()
         self.device_ids = []
+        self.order_uuids = []
         with self._cursor() as env:
             config = env["pos.config"].browse(self.config_id)
             self.table_ids = config.floor_ids.table_ids.ids
+            self.product_ids = (
+                env["product.product"]
+                .search([*config._get_available_product_domain(), ("type", "!=", "combo")], limit=1)
+                .ids
+            )
+            # Orders need an open session: opened here when none is, and
+            # removed afterwards.
+            self.opened_session_id = None
+            if not config.current_session_id:
+                self.opened_session_id = self._open_session(config).id
             env.cr.execute("SELECT COALESCE(max(id), 0) FROM pos_sync_log")
             self.first_log_id = env.cr.fetchone()[0]
             env.cr.execute(
@@ -158,6 +170,12 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             return device.id, device._issue_tokens().access_token
 
     def _cleanup(self):
+        with self._cursor() as env:
+            orders = env["pos.order"].search([("uuid", "in", self.order_uuids)])
+            orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
+            orders.unlink()
+            if self.opened_session_id:
+                env["pos.session"].browse(self.opened_session_id).unlink()
         with self._cursor() as env:
             env.cr.execute("DELETE FROM pos_sync_log WHERE id > %s", [self.first_log_id])
             if self.head_before:
@@ -205,6 +223,24 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             with error:
                 return error.code, json.loads(error.read())
 
+    def _post_order(self, base):
+        order_uuid = str(uuid.uuid4())
+        self.order_uuids.append(order_uuid)
+        body = {
+            "uuid": order_uuid,
+            "lines": [{"product_id": self.product_ids[0], "qty": "1"}],
+            "state": "draft",
+        }
+        request = urllib.request.Request(
+            f"{base}/orders",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        with self.opener.open(request, timeout=60) as response:
+            self.assertEqual(response.status, 201)
+            return json.loads(response.read())["order"]
+
     def _start(self, **kwargs):
         base = self._start_server(
             workers=2, extra_args=("--log-handler", f"{CHANNEL_LOGGER}:DEBUG"), **kwargs
@@ -217,7 +253,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         outcome = getattr(self, "_outcome", None)
         result = getattr(outcome, "result", None)
         if result is not None and not getattr(result, "wasSuccessful", lambda: True)():
-            print(self._server_output())  # noqa: T201
+            print(self._server_output())
 
     def _subscribed(self, client, rooms=None, after=None):
         client.send_json({"type": "subscribe", "rooms": rooms or [], "after": after})
@@ -306,6 +342,12 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertLess(time.monotonic() - emitted_at, 5)
         self.assertEqual(answer["status"], 200, answer)
         self.assertEqual([e["seq"] for e in answer["body"]["events"]], [newest])
+        # A real write through the API (an HTTP worker) reaches the sockets.
+        order = self._post_order(base)
+        head = self._head()
+        created = [e for e in whole[1].events_until(head) if e["type"] == events.ORDER_CREATED]
+        self.assertEqual([e["payload"].get("id") for e in created], [order["id"]], created)
+        newest = head
         # On the HTTP workers' port it never waits.
         started = time.monotonic()
         status, body = self._get(base, "/events", self.token, after=newest, timeout=30)
@@ -445,3 +487,17 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertEqual((answer["status"], answer["body"]["events"]), (200, []))
         status, body = self._get(self.gevent_base, "/events", self.token, timeout=0)
         self.assertEqual((status, body["error"]["code"]), (401, "token_revoked"))
+
+    def test_with_redis_down_the_channel_wakes_through_postgresql(self):
+        """Redis configured but unreachable: the dispatcher listens to
+        PostgreSQL instead, and events still arrive."""
+        self._start(env={"POS_API_REDIS_URL": "redis://127.0.0.1:9/0"})
+        start = self._head()
+        client = self._connect()
+        self._subscribed(client, None, start)
+        last = self._emit(2)
+        started = time.monotonic()
+        received = client.events_until(last)
+        self.assertEqual([e["seq"] for e in received], [start + 1, start + 2])
+        # Woken by NOTIFY, not by the head check of the backstop.
+        self.assertLess(time.monotonic() - started, limits.DISPATCH_BACKSTOP_INTERVAL / 2)
