@@ -179,7 +179,9 @@ class Dispatcher(threading.Thread):
         for dbname in dbnames - set(listening):
             cr = odoo.sql_db.db_connect(dbname).cursor()
             cr.execute(SQL("LISTEN %s", SQL.identifier(sync_wake.NOTIFY_CHANNEL)))
-            cr.commit()
+            # A connection of its own that only listens, as Odoo's bus does:
+            # LISTEN takes effect at commit.
+            cr.commit()  # pylint: disable=invalid-commit
             selector.register(cr._cnx, selectors.EVENT_READ)
             listening[dbname] = cr
             self._next_backstop = 0.0

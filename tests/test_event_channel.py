@@ -10,6 +10,7 @@ commits (devices, events) is removed afterwards.
 
 import contextlib
 import json
+import logging
 import re
 import socket
 import threading
@@ -28,6 +29,7 @@ from .common import DEMO_CONFIG_XMLID, PosApiFactories
 from .server import OwnServerMixin
 from .threads import thread_env
 
+_logger = logging.getLogger(__name__)
 CHANNEL_LOGGER = "odoo.addons.point_of_sale_api.models.pos_event_channel"
 READ_LINE = re.compile(rb"broadcast read (\d+) of (\S+): (\d+) events")
 TIMEOUT = 15
@@ -253,7 +255,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         outcome = getattr(self, "_outcome", None)
         result = getattr(outcome, "result", None)
         if result is not None and not getattr(result, "wasSuccessful", lambda: True)():
-            print(self._server_output())
+            _logger.error("server log:\n%s", self._server_output())
 
     def _subscribed(self, client, rooms=None, after=None):
         client.send_json({"type": "subscribe", "rooms": rooms or [], "after": after})
