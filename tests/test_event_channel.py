@@ -405,6 +405,11 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         client = self._connect(token=False)
         client.send_json({"type": "auth", "token": "not.a.token"})
         self.assertEqual(client.recv(), ("close", events.CLOSE_UNAUTHORIZED))
+        # No auth message in time.
+        client = self._connect(token=False)
+        started = time.monotonic()
+        self.assertEqual(client.recv(), ("close", events.CLOSE_POLICY))
+        self.assertLess(time.monotonic() - started, limits.WS_AUTH_TIMEOUT + 3)
         # Subscribing before authenticating breaks the protocol's order.
         client = self._connect(token=False)
         client.send_json({"type": "subscribe", "rooms": [config_room]})
@@ -503,3 +508,26 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertEqual([e["seq"] for e in received], [start + 1, start + 2])
         # Woken by NOTIFY, not by the head check of the backstop.
         self.assertLess(time.monotonic() - started, limits.DISPATCH_BACKSTOP_INTERVAL / 2)
+
+    def test_resume_across_a_server_restart(self):
+        """Events committed while the server is down reach the device once it
+        reconnects to the new server: no gap, no duplicate."""
+        self._start()
+        start = self._head()
+        client = self._connect()
+        self._subscribed(client, None, start)
+        seen = self._emit(3)
+        self.assertEqual(
+            [e["seq"] for e in client.events_until(seen)], [start + 1, start + 2, start + 3]
+        )
+        self._stop_server()
+        self.assertIn(client.recv(), [("close", events.CLOSE_GOING_AWAY), ("eof", None)])
+        last = self._emit(4)
+        self._start()
+        resumed = self._connect()
+        self._subscribed(resumed, None, seen)
+        live = self._emit(1)
+        self.assertEqual(
+            [e["seq"] for e in resumed.events_until(live)], list(range(seen + 1, live + 1))
+        )
+        self.assertEqual(live, last + 1)
