@@ -17,9 +17,11 @@
         "security/point_of_sale_api_rules.xml",
         "data/ir_cron.xml",
         "data/ir_cron_audit.xml",
+        "data/ir_cron_websocket_connection.xml",
         "data/ir_cron_sync_log.xml",
         "views/pos_api_device_views.xml",
         "views/pos_config_views.xml",
+        "views/pos_websocket_connection_views.xml",
         "views/pos_sync_log_views.xml",
     ],
     "demo": [

@@ -49,6 +49,17 @@ WS_SEND_BUFFER_BYTES = 1024 * 1024  # queued for one slow client before it is cu
 WS_PING_INTERVAL = 25  # seconds: under common proxies' 60 s idle timeouts
 WS_AUTH_TIMEOUT = 10  # seconds to send the auth message when no header carried the token
 TOKEN_RECHECK_INTERVAL = 5  # seconds: a token revoked while connected drops within this
+# The connection registry (pos.websocket.connection): the channel marks its
+# live connections seen at least this often, and the cleaning cron (every 5
+# minutes) removes rows not seen for WS_STALE_AFTER, in batches.
+WS_SEEN_INTERVAL = 60  # seconds
+WS_STALE_AFTER = 5 * WS_SEEN_INTERVAL  # seconds
+WS_CLEANUP_BATCH = 5000  # rows one cron run deletes before it reports progress
+WS_SEND_TIMEOUT = 10  # seconds a send to a client may block before the connection is dropped
+WS_IDLE_TIMEOUT = 2 * WS_PING_INTERVAL + 10  # seconds without a frame (a pong) from a live client
+WS_RING_EVENTS = 1024  # latest events kept in memory per point of sale, per process
+DISPATCH_TICK = 1.0  # seconds: the dispatcher's longest sleep (backstops, rechecks)
+DISPATCH_BACKSTOP_INTERVAL = 5  # seconds between two head checks / orphan sequencings
 # The sync log (pos.sync.log)
 SYNC_LOG_RETENTION_DAYS = 30  # default (ir.config_parameter ...sync_log_retention_days)
 SYNC_LOG_PRUNE_BATCH = 5000  # rows deleted per pruning step (one short transaction each)

@@ -5,6 +5,7 @@ from . import (
     test_concurrency,
     test_demo_data,
     test_device_security,
+    test_event_channel,
     test_foundation,
     test_fuzz_openapi,
     test_hostile_input,
@@ -20,5 +21,6 @@ from . import (
     test_sync_log_concurrency,
     test_sync_log_tour,
     test_upgrade,
+    test_websocket_connection,
     test_worker_kill,
 )

@@ -34,7 +34,9 @@ def free_port():
 
 class OwnServerMixin:
     """For a TransactionCase: ``_start_server()`` starts a prefork server
-    (its own process group, stopped by a cleanup) and returns its API URL."""
+    (its own process group, stopped by a cleanup) and returns its API URL on
+    the HTTP workers' port; ``self.gevent_base`` is the same API on the
+    gevent process's port (``self.http_port``, ``self.gevent_port``)."""
 
     # Loopback only, whatever proxy the environment names.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -52,9 +54,13 @@ class OwnServerMixin:
         )
         return None
 
-    def _start_server(self, workers=2):
+    def _start_server(self, workers=2, extra_args=(), env=None):
+        """``extra_args`` go to odoo-bin; ``env`` overrides environment
+        variables of the server (``POS_API_*`` settings)."""
         dbname = self.env.cr.dbname
         port = free_port()
+        gevent_port = free_port()
+        self.http_port, self.gevent_port = port, gevent_port
         command = [
             *self._odoo_command(),
             "-c",
@@ -70,21 +76,28 @@ class OwnServerMixin:
             "--http-port",
             str(port),
             "--gevent-port",
-            str(free_port()),
+            str(gevent_port),
             "--http-interface",
             "127.0.0.1",
             "--log-level",
             "warn",
+            *extra_args,
         ]
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by a cleanup
         self.addCleanup(log.close)
         self.server_log = log
         self.server = subprocess.Popen(  # stopped by a cleanup
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         self.addCleanup(self._stop_server)
         base = f"http://127.0.0.1:{port}{API}"
         self._wait_healthy(base)
+        self.gevent_base = f"http://127.0.0.1:{gevent_port}{API}"
+        self._wait_healthy(self.gevent_base)
         return base
 
     def _stop_server(self):

@@ -1,0 +1,533 @@
+"""The device channel against a running Odoo with workers, over TCP.
+
+The test starts a prefork server of its own (two HTTP workers and the
+gevent process) on the test's database, connects real WebSocket clients to
+the gevent port and long-polls both ports. Events are emitted by committing
+writes through the sync log's API (``pos.sync.log._emit``), which numbers
+them after commit and wakes the server, as every writer does. The data it
+commits (devices, events) is removed afterwards.
+"""
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from urllib.parse import urlencode
+
+from odoo import SUPERUSER_ID
+from odoo.tests import TransactionCase, tagged
+
+from ..pos_core import events, limits
+from ..pos_core import websocket as ws
+from .common import DEMO_CONFIG_XMLID, PosApiFactories
+from .server import OwnServerMixin
+from .threads import thread_env
+
+_logger = logging.getLogger(__name__)
+CHANNEL_LOGGER = "odoo.addons.point_of_sale_api.models.pos_event_channel"
+READ_LINE = re.compile(rb"broadcast read (\d+) of (\S+): (\d+) events")
+TIMEOUT = 15
+
+
+class DeviceSocket:
+    """A minimal WebSocket client (RFC 6455, masked frames) on pos_core's codec."""
+
+    def __init__(self, port, token=None, path="/pos_api/v1/ws", rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", port))
+        key = ws.client_key()
+        headers = [
+            f"GET {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if token:
+            headers.append(f"Authorization: Bearer {token}")
+        self.sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b" ", 2)[1]) if head else 0
+        self.head = head
+        self.body = b""
+        if self.status == 101:
+            assert ws.accept_key(key).encode() in head, head
+            self.reader = ws.FrameReader(self.sock, max_message=1 << 22, require_mask=False)
+        else:
+            match = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            size = int(match.group(1)) if match else 0
+            while len(self.body) < size:
+                self.body += self.sock.recv(size - len(self.body))
+
+    def send_json(self, message):
+        self.sock.sendall(ws.text_frame(json.dumps(message), mask=True))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv(self, timeout=TIMEOUT):
+        """The next message: a dict (text), ("close", code) or ("eof", None);
+        pings are answered."""
+        self.sock.settimeout(timeout)
+        while True:
+            try:
+                message = self.reader.read_message()
+            except (ws.ConnectionClosed, ConnectionResetError):
+                return ("eof", None)
+            if message.opcode == ws.OP_PING:
+                self.sock.sendall(ws.encode_frame(ws.OP_PONG, message.data, mask=True))
+            elif message.opcode == ws.OP_CLOSE:
+                return ("close", ws.parse_close(message.data)[0])
+            elif message.opcode == ws.OP_TEXT:
+                return json.loads(message.data)
+
+    def events_until(self, seq, timeout=TIMEOUT):
+        """Envelopes received until one with ``seq`` (included)."""
+        received = []
+        deadline = time.monotonic() + timeout
+        while not received or received[-1]["seq"] < seq:
+            message = self.recv(max(deadline - time.monotonic(), 0.01))
+            if isinstance(message, tuple):
+                raise AssertionError(f"connection ended ({message}) after {received[-3:]}")
+            if "seq" in message:
+                received.append(message)
+        return received
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.sendall(ws.close_frame(events.CLOSE_NORMAL, mask=True))
+        self.sock.close()
+
+
+@tagged("post_install", "-at_install")
+class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.config_id = cls.env.ref(DEMO_CONFIG_XMLID).id
+
+    def setUp(self):
+        super().setUp()
+        self.device_ids = []
+        self.order_uuids = []
+        with self._cursor() as env:
+            config = env["pos.config"].browse(self.config_id)
+            self.table_ids = config.floor_ids.table_ids.ids
+            self.product_ids = (
+                env["product.product"]
+                .search([*config._get_available_product_domain(), ("type", "!=", "combo")], limit=1)
+                .ids
+            )
+            # Orders need an open session: opened here when none is, and
+            # removed afterwards.
+            self.opened_session_id = None
+            if not config.current_session_id:
+                self.opened_session_id = self._open_session(config).id
+            env.cr.execute("SELECT COALESCE(max(id), 0) FROM pos_sync_log")
+            self.first_log_id = env.cr.fetchone()[0]
+            env.cr.execute(
+                "SELECT last_seq, floor_seq FROM pos_sync_log_head WHERE config_id = %s",
+                [self.config_id],
+            )
+            self.head_before = env.cr.fetchone()
+        self.assertTrue(self.table_ids, "the demo restaurant has no tables")
+        self.addCleanup(self._cleanup)
+        self.waiter_id, self.token = self._device("waiter")
+
+    def _cursor(self):
+        registry = self.registry
+
+        class _Env:
+            def __enter__(inner):
+                inner.cr = registry.cursor()
+                return thread_env(registry, inner.cr, SUPERUSER_ID)
+
+            def __exit__(inner, exc_type, *_args):
+                if exc_type is None:
+                    inner.cr.commit()
+                inner.cr.close()
+
+        return _Env()
+
+    def _device(self, role):
+        with self._cursor() as env:
+            config = env["pos.config"].browse(self.config_id)
+            device = self._create_device(role, config, name=f"Test channel {role}")
+            self.device_ids.append(device.id)
+            return device.id, device._issue_tokens().access_token
+
+    def _cleanup(self):
+        with self._cursor() as env:
+            orders = env["pos.order"].search([("uuid", "in", self.order_uuids)])
+            orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
+            orders.unlink()
+            if self.opened_session_id:
+                env["pos.session"].browse(self.opened_session_id).unlink()
+        with self._cursor() as env:
+            env.cr.execute("DELETE FROM pos_sync_log WHERE id > %s", [self.first_log_id])
+            if self.head_before:
+                env.cr.execute(
+                    "UPDATE pos_sync_log_head SET last_seq = %s, floor_seq = %s"
+                    " WHERE config_id = %s",
+                    [*self.head_before, self.config_id],
+                )
+            else:
+                env.cr.execute(
+                    "DELETE FROM pos_sync_log_head WHERE config_id = %s", [self.config_id]
+                )
+            env["pos.api.device"].browse(self.device_ids).unlink()
+
+    # ------------------------------------------------------------ helpers
+    def _emit(self, count, rooms=(), size=0):
+        """Commit ``count`` events; returns the seq of the last one."""
+        with self._cursor() as env:
+            log = env["pos.sync.log"]
+            config = env["pos.config"].browse(self.config_id)
+            for index in range(count):
+                log._emit(
+                    config, events.ORDER_UPDATED, list(rooms), {"n": index, "pad": "x" * size}
+                )
+        return self._head()
+
+    def _head(self):
+        with self._cursor() as env:
+            return env["pos.sync.log"]._heads([self.config_id])[self.config_id][0]
+
+    def _reads(self):
+        """The broadcast reads the server logged so far."""
+        self.server_log.seek(0)
+        return READ_LINE.findall(self.server_log.read())
+
+    def _get(self, base, path, token=None, **query):
+        url = f"{base}{path}?{urlencode(query)}"
+        request = urllib.request.Request(url)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with self.opener.open(request, timeout=limits.LONGPOLL_MAX_TIMEOUT + 10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
+
+    def _post_order(self, base):
+        order_uuid = str(uuid.uuid4())
+        self.order_uuids.append(order_uuid)
+        body = {
+            "uuid": order_uuid,
+            "lines": [{"product_id": self.product_ids[0], "qty": "1"}],
+            "state": "draft",
+        }
+        request = urllib.request.Request(
+            f"{base}/orders",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        with self.opener.open(request, timeout=60) as response:
+            self.assertEqual(response.status, 201)
+            return json.loads(response.read())["order"]
+
+    def _start(self, **kwargs):
+        base = self._start_server(
+            workers=2, extra_args=("--log-handler", f"{CHANNEL_LOGGER}:DEBUG"), **kwargs
+        )
+        self.addCleanup(self._report_server)
+        return base
+
+    def _report_server(self):
+        """The server's log tail, when the test failed (to see why)."""
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        if result is not None and not getattr(result, "wasSuccessful", lambda: True)():
+            _logger.error("server log:\n%s", self._server_output())
+
+    def _subscribed(self, client, rooms=None, after=None):
+        client.send_json({"type": "subscribe", "rooms": rooms or [], "after": after})
+        message = client.recv()
+        self.assertEqual(message.get("type"), ws.SUBSCRIBED, message)
+        return message
+
+    def _connect(self, token=None, **kwargs):
+        """A connected client; ``token=False``: no Authorization header."""
+        header = None if token is False else token or self.token
+        client = DeviceSocket(self.gevent_port, token=header, **kwargs)
+        self.addCleanup(client.close)
+        self.assertEqual(client.status, 101, client.head + client.body)
+        if header:
+            message = client.recv()
+            self.assertEqual(message.get("type"), ws.AUTHENTICATED, message)
+        return client
+
+    # -------------------------------------------------------------- tests
+    def test_delivery_resume_long_poll_and_one_read_per_broadcast(self):
+        base = self._start()
+        start = self._head()
+        table = f"table:{self.table_ids[0]}"
+        config_room = f"config:{self.config_id}"
+        whole = [self._connect() for _ in range(3)]
+        for client in whole:
+            self._subscribed(client, [config_room], start)
+        by_message = DeviceSocket(self.gevent_port, token=None)
+        self.addCleanup(by_message.close)
+        self.assertEqual(by_message.status, 101)
+        by_message.send_json({"type": "auth", "token": self.token})
+        self.assertEqual(by_message.recv()["type"], ws.AUTHENTICATED)
+        self._subscribed(by_message, [table], start)
+
+        reads_before = len(self._reads())
+        last = self._emit(5, rooms=[table])
+        self.assertEqual(last, start + 5)
+        for client in whole:
+            received = client.events_until(last)
+            self.assertEqual([e["seq"] for e in received], list(range(start + 1, last + 1)))
+            self.assertEqual({e["room"] for e in received}, {config_room})
+        received = by_message.events_until(last)
+        self.assertEqual([e["seq"] for e in received], list(range(start + 1, last + 1)))
+        self.assertEqual({e["room"] for e in received}, {table})
+        self.assertEqual(set(received[0]), {"seq", "type", "room", "at", "payload"})
+        self.assertTrue(received[0]["at"].endswith("Z"))
+        # One commit, one wake-up: one read for all four connections.
+        time.sleep(0.5)
+        reads = self._reads()[reads_before:]
+        self.assertEqual(len(reads), 1, reads)
+
+        # A device disconnects, events go on, it resumes: no gap, no duplicate.
+        whole[0].close()
+        last_seen = last
+        last = self._emit(3)
+        resumed = self._connect()
+        self._subscribed(resumed, [config_room], last_seen)
+        received = resumed.events_until(last)
+        self.assertEqual([e["seq"] for e in received], list(range(last_seen + 1, last + 1)))
+        # The others got them live, once each.
+        for client in whole[1:]:
+            received = client.events_until(last)
+            self.assertEqual([e["seq"] for e in received], list(range(last_seen + 1, last + 1)))
+
+        # Long-poll on the gevent port: answers at once with newer events...
+        status, body = self._get(self.gevent_base, "/events", self.token, after=start, timeout=30)
+        self.assertEqual(status, 200, body)
+        self.assertEqual([e["seq"] for e in body["events"]], list(range(start + 1, last + 1)))
+        self.assertEqual((body["last_seq"], body["resync"]), (last, False))
+        # ... else waits for the next one.
+        answer = {}
+        poller = threading.Thread(
+            target=lambda: answer.update(
+                zip(
+                    ("status", "body"),
+                    self._get(self.gevent_base, "/events", self.token, after=last, timeout=30),
+                )
+            )
+        )
+        poller.start()
+        time.sleep(1)
+        self.assertTrue(poller.is_alive(), "the long-poll answered without an event")
+        emitted_at = time.monotonic()
+        newest = self._emit(1, rooms=[table])
+        poller.join(TIMEOUT)
+        self.assertLess(time.monotonic() - emitted_at, 5)
+        self.assertEqual(answer["status"], 200, answer)
+        self.assertEqual([e["seq"] for e in answer["body"]["events"]], [newest])
+        # A real write through the API (an HTTP worker) reaches the sockets.
+        order = self._post_order(base)
+        head = self._head()
+        created = [e for e in whole[1].events_until(head) if e["type"] == events.ORDER_CREATED]
+        self.assertEqual([e["payload"].get("id") for e in created], [order["id"]], created)
+        newest = head
+        # On the HTTP workers' port it never waits.
+        started = time.monotonic()
+        status, body = self._get(base, "/events", self.token, after=newest, timeout=30)
+        self.assertEqual((status, body["events"], body["last_seq"]), (200, [], newest))
+        self.assertLess(time.monotonic() - started, 5)
+        # A cursor ahead of the log (another database, an old backup): resync.
+        status, body = self._get(base, "/events", self.token, after=newest + 1000, timeout=0)
+        self.assertEqual((status, body["resync"], body["last_seq"]), (200, True, newest))
+
+    def test_a_client_that_never_reads_is_cut_off_and_delays_nobody(self):
+        self._start()
+        start = self._head()
+        fast = self._connect()
+        self._subscribed(fast, None, start)
+        slow = self._connect(rcvbuf=4096)
+        self._subscribed(slow, None, start)
+        # About ten times the send buffer: more than the kernel buffers hold.
+        size, batches, per_batch = 5000, 20, 100
+        count = batches * per_batch
+        self.assertGreater(count * size, 8 * limits.WS_SEND_BUFFER_BYTES)
+        received = []
+        reader = threading.Thread(
+            target=lambda: received.extend(fast.events_until(start + count, 90))
+        )
+        reader.start()
+        for _batch in range(batches):
+            last = self._emit(per_batch, size=size)
+        reader.join(90)
+        self.assertEqual([e["seq"] for e in received], list(range(start + 1, last + 1)))
+        # The slow one was cut off: its stream ends (told to resync, or dropped
+        # once its sends timed out) before the last event.
+        seqs, end = [], None
+        deadline = time.monotonic() + limits.WS_SEND_TIMEOUT + TIMEOUT
+        while end is None and time.monotonic() < deadline:
+            message = slow.recv(TIMEOUT)
+            if isinstance(message, tuple):
+                end = message
+            elif "seq" in message:
+                seqs.append(message["seq"])
+        self.assertIn(end, [("close", events.CLOSE_RESYNC), ("eof", None)])
+        self.assertLess(len(seqs), count)
+        self.assertEqual(seqs, list(range(start + 1, start + 1 + len(seqs))))
+
+    def test_hostile_input(self):
+        base = self._start()
+        config_room = f"config:{self.config_id}"
+        # A bad token is refused before the upgrade.
+        refused = DeviceSocket(self.gevent_port, token="not.a.token")
+        self.assertEqual(refused.status, 401, refused.head)
+        self.assertEqual(json.loads(refused.body)["error"]["code"], "invalid_token")
+        refused.sock.close()
+        # ... and by message, with 4001.
+        client = self._connect(token=False)
+        client.send_json({"type": "auth", "token": "not.a.token"})
+        self.assertEqual(client.recv(), ("close", events.CLOSE_UNAUTHORIZED))
+        # No auth message in time.
+        client = self._connect(token=False)
+        started = time.monotonic()
+        self.assertEqual(client.recv(), ("close", events.CLOSE_POLICY))
+        self.assertLess(time.monotonic() - started, limits.WS_AUTH_TIMEOUT + 3)
+        # Subscribing before authenticating breaks the protocol's order.
+        client = self._connect(token=False)
+        client.send_json({"type": "subscribe", "rooms": [config_room]})
+        self.assertEqual(client.recv(), ("close", events.CLOSE_POLICY))
+        # Rooms outside the device's config: 403 / 4003.
+        other = f"config:{self.config_id + 100000}"
+        status, body = self._get(base, "/events", self.token, rooms=other, timeout=0)
+        self.assertEqual((status, body["error"]["code"]), (403, "room_forbidden"))
+        client = self._connect()
+        client.send_json({"type": "subscribe", "rooms": [other]})
+        self.assertEqual(client.recv(), ("close", events.CLOSE_FORBIDDEN))
+        # A kitchen device may not follow a table.
+        _kitchen_id, kitchen = self._device("kitchen")
+        table = f"table:{self.table_ids[0]}"
+        status, body = self._get(base, "/events", kitchen, rooms=table, timeout=0)
+        self.assertEqual((status, body["error"]["code"]), (403, "room_forbidden"))
+        # Malformed rooms and queries: 422.
+        status, body = self._get(base, "/events", self.token, rooms="kitchen:1", timeout=0)
+        self.assertEqual((status, body["error"]["code"]), (422, "invalid_room"))
+        status, body = self._get(base, "/events", self.token, timeout=61)
+        self.assertEqual((status, body["error"]["code"]), (422, "invalid_query"))
+        status, body = self._get(base, "/events", None)
+        self.assertEqual((status, body["error"]["code"]), (401, "missing_token"))
+        # Too many rooms: 429 / 4029.
+        rooms = [config_room] * (limits.MAX_ROOMS_PER_DEVICE + 1)
+        status, body = self._get(base, "/events", self.token, rooms=",".join(rooms), timeout=0)
+        self.assertEqual((status, body["error"]["code"]), (429, "too_many_rooms"))
+        client = self._connect()
+        client.send_json({"type": "subscribe", "rooms": rooms})
+        self.assertEqual(client.recv(), ("close", events.CLOSE_TOO_MANY))
+        # Frames: unmasked, oversized, binary, unknown type, not JSON.
+        for raw, code in (
+            (ws.encode_frame(ws.OP_TEXT, b"{}"), events.CLOSE_PROTOCOL_ERROR),
+            (
+                ws.encode_frame(ws.OP_TEXT, b"x" * (limits.MAX_WS_MESSAGE_BYTES + 1), mask=True),
+                events.CLOSE_TOO_BIG,
+            ),
+            (ws.encode_frame(ws.OP_BINARY, b"\x00", mask=True), events.CLOSE_UNSUPPORTED),
+            (ws.text_frame('{"type": "hello"}', mask=True), events.CLOSE_UNSUPPORTED),
+            (ws.text_frame("{not json", mask=True), events.CLOSE_INVALID_DATA),
+        ):
+            client = self._connect()
+            client.send_raw(raw)
+            self.assertEqual(client.recv(), ("close", code), raw[:20])
+        # Connections per device are capped.
+        time.sleep(0.5)  # the closed ones above gave their slots back
+        clients = [self._connect() for _ in range(limits.MAX_CONNECTIONS_PER_DEVICE)]
+        extra = self._connect(token=False)
+        extra.send_json({"type": "auth", "token": self.token})
+        self.assertEqual(extra.recv()["type"], ws.AUTHENTICATED)
+        self.assertEqual(extra.recv(), ("close", events.CLOSE_TOO_MANY))
+        for client in clients:
+            client.close()
+        # The HTTP workers' port does not upgrade.
+        wrong = DeviceSocket(self.http_port, token=self.token)
+        self.assertEqual(wrong.status, 422, wrong.head)
+        self.assertEqual(json.loads(wrong.body)["error"]["code"], "use_gevent_port")
+        wrong.sock.close()
+
+    def test_a_token_revoked_while_connected_drops_within_seconds(self):
+        self._start()
+        client = self._connect()
+        self._subscribed(client)
+        answer = {}
+        poller = threading.Thread(
+            target=lambda: answer.update(
+                zip(
+                    ("status", "body"),
+                    self._get(self.gevent_base, "/events", self.token, timeout=50),
+                )
+            )
+        )
+        poller.start()
+        time.sleep(1)
+        with self._cursor() as env:
+            env["pos.api.device"].browse(self.waiter_id).action_revoke_tokens()
+        revoked_at = time.monotonic()
+        self.assertEqual(client.recv(), ("close", events.CLOSE_UNAUTHORIZED))
+        self.assertLess(time.monotonic() - revoked_at, limits.TOKEN_RECHECK_INTERVAL + 3)
+        poller.join(limits.TOKEN_RECHECK_INTERVAL + 5)
+        self.assertFalse(poller.is_alive(), "the waiting long-poll was not ended")
+        self.assertEqual((answer["status"], answer["body"]["events"]), (200, []))
+        status, body = self._get(self.gevent_base, "/events", self.token, timeout=0)
+        self.assertEqual((status, body["error"]["code"]), (401, "token_revoked"))
+
+    def test_with_redis_down_the_channel_wakes_through_postgresql(self):
+        """Redis configured but unreachable: the dispatcher listens to
+        PostgreSQL instead, and events still arrive."""
+        self._start(env={"POS_API_REDIS_URL": "redis://127.0.0.1:9/0"})
+        start = self._head()
+        client = self._connect()
+        self._subscribed(client, None, start)
+        last = self._emit(2)
+        started = time.monotonic()
+        received = client.events_until(last)
+        self.assertEqual([e["seq"] for e in received], [start + 1, start + 2])
+        # Woken by NOTIFY, not by the head check of the backstop.
+        self.assertLess(time.monotonic() - started, limits.DISPATCH_BACKSTOP_INTERVAL / 2)
+
+    def test_resume_across_a_server_restart(self):
+        """Events committed while the server is down reach the device once it
+        reconnects to the new server: no gap, no duplicate."""
+        self._start()
+        start = self._head()
+        client = self._connect()
+        self._subscribed(client, None, start)
+        seen = self._emit(3)
+        self.assertEqual(
+            [e["seq"] for e in client.events_until(seen)], [start + 1, start + 2, start + 3]
+        )
+        self._stop_server()
+        self.assertIn(client.recv(), [("close", events.CLOSE_GOING_AWAY), ("eof", None)])
+        last = self._emit(4)
+        self._start()
+        resumed = self._connect()
+        self._subscribed(resumed, None, seen)
+        live = self._emit(1)
+        self.assertEqual(
+            [e["seq"] for e in resumed.events_until(live)], list(range(seen + 1, live + 1))
+        )
+        self.assertEqual(live, last + 1)
