@@ -586,15 +586,11 @@ class EventClient:
         self._ws = ws
         try:
             ws.sock.settimeout(self.read_timeout)
-            resync = self._resync_pending
             subscribe = {"type": "subscribe", "rooms": self.rooms}
-            if self.cursor.last is not None and not resync:
+            if self.cursor.last is not None and not self._resync_pending:
                 subscribe["after"] = self.cursor.last
             ws.send_json(subscribe)
             self._connected()
-            if resync:
-                self._resync_pending = False
-                self.on_resync(self.cursor.last)
             while not self._stop.is_set():
                 text = ws.receive()
                 if text is None:
@@ -614,21 +610,33 @@ class EventClient:
             return
         if not isinstance(message, dict):
             return
-        if "seq" in message and message.get("type") in events.EVENT_TYPES:
+        kind = message.get("type")
+        if "seq" in message and kind in events.EVENT_TYPES:
+            if self._resync_pending:  # a server that does not acknowledge
+                self._resynced(None)
             self.deliver(message)
-        elif message.get("type") == "resync":
-            self.cursor.reset(message.get("last_seq"))
-            self.on_resync(message.get("last_seq"))
-        elif isinstance(message.get("last_seq"), int) and self.cursor.last is None:
-            # A subscription acknowledged "from now": the head it starts at.
-            self.cursor.reset(message["last_seq"])
+        elif kind == "subscribed":
+            last_seq = message.get("last_seq")
+            last_seq = last_seq if isinstance(last_seq, int) else None
+            if self._resync_pending or message.get("resync"):
+                self._resynced(last_seq)
+            elif self.cursor.last is None:
+                # Subscribed "from now": the head it starts at.
+                self.cursor.reset(last_seq)
+
+    def _resynced(self, last_seq: int | None) -> None:
+        """The subscription after a resync is live: the application fetches
+        afresh now, and events from ``last_seq`` on follow."""
+        self._resync_pending = False
+        self.cursor.reset(last_seq)
+        self.on_resync(last_seq)
 
     def _closed_by_server(self, code: int | None, reason: str) -> None:
         if code == events.CLOSE_UNAUTHORIZED:
             raise TokenRejected(reason)
         if code == events.CLOSE_RESYNC:
             # Resubscribe from now; on_resync runs once that subscription is
-            # live, so nothing committed after the fetch is missed.
+            # acknowledged, so nothing committed after the fetch is missed.
             self._resync_pending = True
             self.cursor.reset(None)
             raise Resync(reason)

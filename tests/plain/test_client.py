@@ -418,8 +418,12 @@ class FakeChannel:
         conn.sendall(self._frame(0x9, b"hi"))
         opcode, data = self._read_frame(conn)
         self.pongs.append((opcode, data))
-        # A replay that overlaps what the client saw, as a server may send.
-        start = max((after or 0) - 1, 0)
+        head = self.log[-1]["seq"]
+        ack = {"type": "subscribed", "rooms": subscribe["rooms"], "last_seq": head}
+        conn.sendall(self._frame(0x1, json.dumps(dict(ack, resync=False)).encode()))
+        # A replay that overlaps what the client saw, as a server may send;
+        # nothing for a subscription "from now".
+        start = head if after is None else max(after - 1, 0)
         for event in self.log:
             if event["seq"] > start:
                 conn.sendall(self._frame(0x1, json.dumps(event).encode()))
@@ -455,9 +459,11 @@ def test_websocket_resumes_after_going_away_refreshes_and_resyncs():
 
     def on_event(event):
         seen.append(event["seq"])
-        if len(seen) == 7:
-            device.stop()
-            done.set()
+
+    def on_resync(last_seq):
+        resyncs.append(last_seq)
+        device.stop()
+        done.set()
 
     device = EventClient(
         channel.url,
@@ -465,7 +471,7 @@ def test_websocket_resumes_after_going_away_refreshes_and_resyncs():
         ["config:1", "table:2"],
         after=1,
         on_event=on_event,
-        on_resync=resyncs.append,
+        on_resync=on_resync,
         backoff=Backoff(base=0.01, cap=0.05),
     )
     runner = threading.Thread(target=device.run, kwargs={"max_seconds": 30}, daemon=True)
@@ -491,7 +497,8 @@ def test_websocket_resumes_after_going_away_refreshes_and_resyncs():
         "Bearer good",
     ]
     assert provided == [False, True, True]
-    # 2..4 (1 was seen before), the replayed 4s dropped, then after the
-    # resync everything once again, announced to on_resync first.
-    assert seen == [2, 3, 4, 1, 2, 3, 4]
-    assert resyncs == [None]
+    # 2..4 (1 was seen before), the replayed 4s dropped; after the resync
+    # close, the new subscription's head goes to on_resync.
+    assert seen == [2, 3, 4]
+    assert resyncs == [4]
+    assert device.cursor.last == 4
