@@ -171,7 +171,11 @@ def swarm_main(args) -> int:
     from pos_core.client import WebSocket
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.count + 1024)), hard))
+    want = args.count + 1024
+    try:  # a privileged process may raise its hard limit too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want)), hard))
     received: dict[int, list[float]] = {}
     sockets, failures, connect_failures = [], [], []
 
@@ -801,6 +805,8 @@ def orchestrate(args) -> int:
         },
     }
     writer = None
+    # bench/run stops on TERM/INT: the server this script started goes too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cpu = CpuMeter([os.getpid()])
     before = cpu.sample()
     try:
@@ -830,16 +836,19 @@ def orchestrate(args) -> int:
             results["fanout"] = []
             for n in scale["fanout"]:
                 for side in sides:
-                    result = fanout(
-                        server,
-                        writer,
-                        py=args.py,
-                        args=args,
-                        side=side,
-                        count=n,
-                        stmt_log=stmt_log,
-                        fixture=fixture,
-                    )
+                    try:
+                        result = fanout(
+                            server,
+                            writer,
+                            py=args.py,
+                            args=args,
+                            side=side,
+                            count=n,
+                            stmt_log=stmt_log,
+                            fixture=fixture,
+                        )
+                    except (RuntimeError, OSError) as exc:
+                        result = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
                     log(f"fan-out {n} {side}: {json.dumps(result)[:300]}")
                     results["fanout"].append({"n": n, "side": side, "result": result})
         if "resume" in only and "ours" in sides:
