@@ -18,15 +18,20 @@
         "data/ir_cron.xml",
         "data/ir_cron_audit.xml",
         "data/ir_cron_websocket_connection.xml",
+        "data/ir_cron_sync_log.xml",
         "views/pos_api_device_views.xml",
         "views/pos_config_views.xml",
         "views/pos_websocket_connection_views.xml",
+        "views/pos_sync_log_views.xml",
     ],
     "demo": [
         "data/demo/restaurant_demo.xml",
         "data/demo/device_demo.xml",
     ],
     "assets": {
+        "point_of_sale._assets_pos": [
+            "point_of_sale_api/static/src/**/*",
+        ],
         "web.assets_tests": [
             "point_of_sale_api/static/tests/tours/**/*",
         ],

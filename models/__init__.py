@@ -11,5 +11,7 @@ from . import (
     pos_order_replay,
     pos_order_state_history,
     pos_payment_audit,
+    pos_sync_events,
+    pos_sync_log,
     pos_websocket_connection,
 )

@@ -55,6 +55,13 @@ TOKEN_RECHECK_INTERVAL = 5  # seconds: a token revoked while connected drops wit
 WS_SEEN_INTERVAL = 60  # seconds
 WS_STALE_AFTER = 5 * WS_SEEN_INTERVAL  # seconds
 WS_CLEANUP_BATCH = 5000  # rows one cron run deletes before it reports progress
+# The sync log (pos.sync.log)
+SYNC_LOG_RETENTION_DAYS = 30  # default (ir.config_parameter ...sync_log_retention_days)
+SYNC_LOG_PRUNE_BATCH = 5000  # rows deleted per pruning step (one short transaction each)
+SYNC_LOG_PRUNE_BUDGET = 120  # seconds one pruning run may take; the next run continues
+SYNC_LOG_ORPHAN_AGE = 5  # seconds a committed event may wait for its seq before the backstop
+SYNC_LOG_MAX_MENU_IDS = 200  # product ids in one menu.updated; more: "truncated", refetch
+SYNC_LOG_TEXT_CHARS = 500  # notes and names in an event payload are cut to this
 
 # ----------------------------------------------------------------- rates
 READ, WRITE, PAYMENT, AUTH, AUDIT = "read", "write", "payment", "auth", "audit"

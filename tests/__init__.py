@@ -16,6 +16,7 @@ from . import (
     test_payments,
     test_pos_ui_tour,
     test_rate_limit,
+    test_sync_log,
     test_upgrade,
     test_websocket_connection,
     test_worker_kill,
