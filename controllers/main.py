@@ -10,7 +10,7 @@ from pydantic import ValidationError as SchemaError
 
 from odoo import SUPERUSER_ID, http
 from odoo.exceptions import AccessError, MissingError, UserError, ValidationError
-from odoo.http import request
+from odoo.http import Response, request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from ..models.pos_api_device import api_settings
@@ -54,6 +54,7 @@ def endpoint(name):
             # Unauthenticated reads may run on a read-only cursor (a replica
             # when configured); device calls record the device's last visit.
             readonly=route.roles is None and route.method == "GET",
+            **({"websocket": True} if route.websocket else {}),
         )(handler)
 
     return decorator
@@ -86,7 +87,10 @@ class PosApiController(http.Controller):
                     lambda: func(self, device=device, body=body, **kwargs),
                 )
             else:
-                status, payload = func(self, device=device, body=body, **kwargs)
+                result = func(self, device=device, body=body, **kwargs)
+                if isinstance(result, Response):
+                    return result  # streamed or upgraded: the route built it
+                status, payload = result
             return request.make_json_response(payload, status=status)
         except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
             raise  # Odoo retries the whole request on a serialization conflict

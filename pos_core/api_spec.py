@@ -36,6 +36,7 @@ class Route:
     roles: frozenset[str] | None = ALL_ROLES  # None: no device token needed
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     idempotent: bool = False  # needs an Idempotency-Key header (Stripe's semantics)
+    websocket: bool = False  # a WebSocket upgrade (werkzeug's websocket rule)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -217,6 +218,36 @@ ROUTES: tuple[Route, ...] = (
         s.BillOut,
         request=s.BillRequest,
         tags=("orders",),
+    ),
+    Route(
+        "events",
+        "GET",
+        "/events",
+        "Long-poll the events of rooms after a seq; waits only on the gevent port",
+        s.EventsOut,
+        query=(
+            ("after", "integer", "last_seq of the previous answer; none: from now"),
+            (
+                "rooms",
+                "string",
+                "Comma-separated rooms (config:<id>, session:<id>, table:<id>, "
+                f"station:<id>), at most {limits.MAX_ROOMS_PER_DEVICE}; none: the config's room",
+            ),
+            ("timeout", "number", f"Seconds to wait for an event, 0-{limits.LONGPOLL_MAX_TIMEOUT}"),
+        ),
+        tags=("events",),
+    ),
+    Route(
+        "events_ws",
+        "GET",
+        "/ws",
+        "WebSocket on the gevent port: authenticate (Authorization header or first message "
+        '{"type": "auth", "token"}), then {"type": "subscribe", "rooms", "after"}; every '
+        "event is pushed as this envelope",
+        s.EventOut,
+        status=101,
+        websocket=True,
+        tags=("events",),
     ),
     *(
         Route(

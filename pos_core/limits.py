@@ -55,6 +55,11 @@ TOKEN_RECHECK_INTERVAL = 5  # seconds: a token revoked while connected drops wit
 WS_SEEN_INTERVAL = 60  # seconds
 WS_STALE_AFTER = 5 * WS_SEEN_INTERVAL  # seconds
 WS_CLEANUP_BATCH = 5000  # rows one cron run deletes before it reports progress
+WS_SEND_TIMEOUT = 10  # seconds a send to a client may block before the connection is dropped
+WS_IDLE_TIMEOUT = 2 * WS_PING_INTERVAL + 10  # seconds without a frame (a pong) from a live client
+WS_RING_EVENTS = 1024  # latest events kept in memory per point of sale, per process
+DISPATCH_TICK = 1.0  # seconds: the dispatcher's longest sleep (backstops, rechecks)
+DISPATCH_BACKSTOP_INTERVAL = 5  # seconds between two head checks / orphan sequencings
 # The sync log (pos.sync.log)
 SYNC_LOG_RETENTION_DAYS = 30  # default (ir.config_parameter ...sync_log_retention_days)
 SYNC_LOG_PRUNE_BATCH = 5000  # rows deleted per pruning step (one short transaction each)

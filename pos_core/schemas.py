@@ -14,7 +14,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .limits import MAX_BATCH_LINES, MAX_BATCH_ORDERS, MAX_INT, MAX_LINES_PER_ORDER
+from .limits import (
+    LONGPOLL_MAX_TIMEOUT,
+    MAX_BATCH_LINES,
+    MAX_BATCH_ORDERS,
+    MAX_INT,
+    MAX_LINES_PER_ORDER,
+    MAX_ROOMS_PER_DEVICE,
+)
 
 PositiveId = Annotated[int, Field(gt=0, le=MAX_INT, strict=True)]
 Quantity = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
@@ -356,3 +363,36 @@ class AuditVerifyOut(Output):
 class HealthOut(Output):
     status: str
     api: str
+
+
+# ------------------------------------------------------------ real time
+
+
+class EventsQuery(Input):
+    """The query of ``GET /events``; ``rooms`` comma-separated."""
+
+    after: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    rooms: Annotated[str, Field(max_length=MAX_ROOMS_PER_DEVICE * 33)] = ""
+    timeout: Annotated[float, Field(ge=0, le=LONGPOLL_MAX_TIMEOUT, allow_inf_nan=False)] = 30
+
+    @property
+    def room_list(self) -> list[str]:
+        return [name for name in self.rooms.split(",") if name]
+
+
+class EventOut(Output):
+    """One event as a device receives it (long-poll list, WebSocket push)."""
+
+    seq: int
+    type: str
+    room: str
+    at: str
+    payload: dict
+
+
+class EventsOut(Output):
+    events: list[EventOut]
+    last_seq: int = Field(description="Pass it back as `after`.")
+    resync: bool = Field(
+        description="Fetch afresh (past retention or unknown cursor), then resume."
+    )
