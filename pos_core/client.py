@@ -645,9 +645,12 @@ class EventClient:
         raise ChannelError(f"closed by the server: {code} {reason}")
 
     def _longpoll_session(self) -> None:
-        """Long-polls one after another until one fails; raises why."""
+        """Long-polls one after another until one fails; raises why. The
+        first poll of a connection does not wait: it checks the token and
+        the rooms, and the offline queue is replayed at once."""
+        wait = 0
         while not self._stop.is_set():
-            params = {"rooms": ",".join(self.rooms), "timeout": self.longpoll_timeout}
+            params = {"rooms": ",".join(self.rooms), "timeout": wait}
             if self.cursor.last is not None:
                 params["after"] = self.cursor.last
             reply = http_request(
@@ -655,13 +658,14 @@ class EventClient:
                 "GET",
                 f"{EVENTS_PATH}?{urlencode(params)}",
                 headers=self._auth_headers(),
-                timeout=self.longpoll_timeout + self.timeout,
+                timeout=wait + self.timeout,
             )
             if reply.status != 200 or not isinstance(reply.body, dict):
                 _raise_for_status(reply.status, reply.body)
             if not self.connected.is_set():
                 self._connected()
             self.apply_batch(reply.body)
+            wait = self.longpoll_timeout
 
     def _connected(self) -> None:
         self.attempt = 0

@@ -323,6 +323,9 @@ def test_longpoll_run_loop_refreshes_the_token_resumes_and_dedupes(api):
     assert tokens == [False, True]
     gets = [r[1] for r in api.requests if r[0] == "GET"]
     assert all("after=2" in path and "rooms=config%3A1" in path for path in gets)
+    # The first poll of a connection answers at once; the next ones wait.
+    assert "timeout=0" in gets[0]
+    assert all("timeout=1" in path for path in gets[2:])
 
 
 def test_longpoll_past_retention_resyncs(api):
