@@ -361,6 +361,7 @@ class FakeChannel:
     def __init__(self, log, scripts):
         self.log, self.scripts = log, list(scripts)
         self.subscriptions, self.headers, self.pongs = [], [], []
+        self.floor = 0  # a cursor below it is past retention
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(20)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -422,8 +423,11 @@ class FakeChannel:
         opcode, data = self._read_frame(conn)
         self.pongs.append((opcode, data))
         head = self.log[-1]["seq"]
+        resync = after is not None and after < self.floor
         ack = {"type": "subscribed", "rooms": subscribe["rooms"], "last_seq": head}
-        conn.sendall(self._frame(0x1, json.dumps(dict(ack, resync=False)).encode()))
+        conn.sendall(self._frame(0x1, json.dumps(dict(ack, resync=resync)).encode()))
+        if resync:
+            after = None
         # A replay that overlaps what the client saw, as a server may send;
         # nothing for a subscription "from now".
         start = head if after is None else max(after - 1, 0)
@@ -505,3 +509,31 @@ def test_websocket_resumes_after_going_away_refreshes_and_resyncs():
     assert seen == [2, 3, 4]
     assert resyncs == [4]
     assert device.cursor.last == 4
+
+
+def test_websocket_subscription_past_retention_resyncs_from_the_head():
+    done = threading.Event()
+    channel = FakeChannel([_event(s) for s in range(10, 13)], [("wait", done)])
+    channel.floor = 9
+    resyncs, seen = [], []
+
+    def on_resync(last_seq):
+        resyncs.append(last_seq)
+        device.stop()
+        done.set()
+
+    device = EventClient(
+        channel.url,
+        lambda refresh=False: "good",
+        ["config:1"],
+        after=3,
+        on_event=lambda event: seen.append(event["seq"]),
+        on_resync=on_resync,
+    )
+    device.run(max_seconds=20)
+    channel.thread.join(15)
+    channel.close()
+    assert channel.subscriptions[0]["after"] == 3
+    assert resyncs == [12]
+    assert device.cursor.last == 12
+    assert seen == []
