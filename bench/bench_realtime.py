@@ -382,6 +382,17 @@ class Server:
         return None
 
 
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def open_files_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    return 0
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -580,6 +591,17 @@ def _latency_loop(writer, side, received, count, close) -> dict:
 def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
     gevent_pid = server.gevent_pid()
     rss_before = rss_kib(gevent_pid) if gevent_pid else None
+    fds_before = open_files(gevent_pid) if gevent_pid else None
+    per_socket = args.fds_per_connection.get(side)
+    if gevent_pid and per_socket:
+        limit = open_files_limit(gevent_pid)
+        if fds_before + per_socket * count > limit - 256:
+            return {
+                "available": False,
+                "reason": f"{count} sockets need about {round(per_socket * count)} descriptors "
+                f"in the gevent process ({per_socket} each, measured at the previous "
+                f"size), over its limit of {limit} on this machine",
+            }
     common = {
         "side": side,
         "url": server.gevent,
@@ -602,6 +624,9 @@ def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
             return {"available": False, "reason": f"no socket connected: {ready['errors']}"}
         time.sleep(2.0)
         rss_after = rss_kib(gevent_pid) if gevent_pid else None
+        fds_after = open_files(gevent_pid) if gevent_pid else None
+        if fds_before is not None and ready["ready"]:
+            args.fds_per_connection[side] = round((fds_after - fds_before) / ready["ready"], 2)
         broadcasts = SCALES[args.scale]["broadcasts"]
         interval = 1.0 if count >= 10000 else 0.3
         # The same window without events: what the server runs anyway.
@@ -656,6 +681,7 @@ def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
             "top_statements": sorted(busy["kinds"].items(), key=lambda kv: -kv[1])[:6],
             "gevent_rss_kib_before": rss_before,
             "gevent_rss_kib_after": rss_after,
+            "descriptors_per_connection": args.fds_per_connection.get(side),
             "kib_per_connection": (
                 round((rss_after - rss_before) / ready["ready"], 2)
                 if rss_before and rss_after and ready["ready"]
@@ -822,6 +848,7 @@ def orchestrate(args) -> int:
             "per_device": args.per_device,
         },
     }
+    args.fds_per_connection = {}
     writer = None
     # bench/run stops on TERM/INT: the server this script started goes too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
