@@ -19,6 +19,7 @@ from pos_core import events
 from pos_core.client import (
     Backoff,
     Cursor,
+    DeviceTokens,
     EventClient,
     OfflineQueue,
     Response,
@@ -146,6 +147,14 @@ class FakeApi:
                 body = json.loads(self.rfile.read(length) or b"null")
                 key = self.headers.get("Idempotency-Key")
                 api.requests.append(("POST", self.path, key, body))
+                if self.path == "/pos_api/v1/auth/refresh":
+                    if body.get("refresh_token") != "refresh-1":
+                        self._reply(401, {"error": {"code": "refresh_reused"}})
+                        return
+                    api.valid_tokens.add("access-2")
+                    pair = {"access_token": "access-2", "refresh_token": "refresh-2"}
+                    self._reply(200, dict(pair, token_type="Bearer"))
+                    return
                 if not self._authorized():
                     return
                 status = api.statuses.pop(0) if api.statuses else 201
@@ -292,6 +301,20 @@ def test_write_refreshes_the_token_once_on_401(tmp_path, api):
     assert submitted.response.status == 201
     assert calls == [False, True]
     assert [r[2] for r in api.posts()] == [submitted.key, submitted.key]
+
+
+def test_device_tokens_rotate_through_the_refresh_endpoint(tmp_path, api):
+    rotated = []
+    provider = DeviceTokens(api.url, "expired", "refresh-1", on_rotate=rotated.append)
+    device = EventClient(api.url, provider, ["config:1"], queue_path=tmp_path / "q.json")
+    submitted = device.submit("POST", "/pos_api/v1/orders", {"n": 1})
+    assert submitted.response.status == 201
+    assert [r["refresh_token"] for r in rotated] == ["refresh-2"]
+    assert (provider.access_token, provider.refresh_token) == ("access-2", "refresh-2")
+    # The old refresh token is spent: a second rotation with it is refused.
+    provider.refresh_token = "refresh-1-reused"
+    with pytest.raises(client_mod.Refused):
+        provider(refresh=True)
 
 
 # ----------------------------------------------------------- long-poll
