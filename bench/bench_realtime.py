@@ -693,6 +693,46 @@ def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
         time.sleep(2.0)
 
 
+def idle(server, writer, *, py, args, side, count, fixture) -> dict:
+    """RSS of a freshly started gevent process before and after ``count``
+    idle subscribed sockets: nothing freed by an earlier phase is reused."""
+    server.stop()
+    server.start()
+    time.sleep(3.0)
+    gevent_pid = server.gevent_pid()
+    options = {
+        "side": side,
+        "url": server.gevent,
+        "count": count,
+        "concurrency": 10,
+        "deadline": 600,
+        "config_id": fixture["config_id"],
+    }
+    if side == "stock":
+        options.update(cookie_file=args.cookie_file, after=int(writer.call("buslast")))
+    else:
+        options.update(tokens_file=args.tokens, per_device=args.per_device)
+    rss_before, fds_before = rss_kib(gevent_pid), open_files(gevent_pid)
+    swarm = Swarm(py, **options)
+    try:
+        time.sleep(5.0)
+        rss_after, fds_after = rss_kib(gevent_pid), open_files(gevent_pid)
+        ready = swarm.ready["ready"]
+        return {
+            "available": bool(ready),
+            "connections": ready,
+            "connect_failed": swarm.ready["failed"],
+            "gevent_rss_kib_before": rss_before,
+            "gevent_rss_kib_after": rss_after,
+            "kib_per_connection": round((rss_after - rss_before) / ready, 2) if ready else None,
+            "descriptors_per_connection": round((fds_after - fds_before) / ready, 2)
+            if ready
+            else None,
+        }
+    finally:
+        swarm.close()
+
+
 def resume(server, writer, *, token, config_id, seconds, transport, dsn) -> dict:
     """A steady stream of events; the server restarts in the middle."""
     import psycopg2
@@ -808,6 +848,14 @@ def report_markdown(results: dict) -> str:
             f"{r['delivery'].get('p99')} ms | {r['delivered']}/{r['expected']} | "
             f"{r['kib_per_connection']} |"
         )
+    for entry in results.get("idle", []):
+        if entry.get("available"):
+            lines.append(
+                f"\nidle ({entry['side']}): {entry['connections']} connections, "
+                f"{entry['kib_per_connection']} KiB and {entry['descriptors_per_connection']} "
+                f"descriptors each in the gevent process (RSS {entry['gevent_rss_kib_before']}"
+                f" → {entry['gevent_rss_kib_after']} KiB)"
+            )
     for entry in results.get("resume", []):
         if entry.get("available"):
             lines.append(
@@ -896,6 +944,21 @@ def orchestrate(args) -> int:
                         result = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
                     log(f"fan-out {n} {side}: {json.dumps(result)[:300]}")
                     results["fanout"].append({"n": n, "side": side, "result": result})
+        if "idle" in only:
+            results["idle"] = []
+            for side in sides:
+                n = scale["fanout"][-1]
+                if side == "stock":  # three descriptors per stock socket
+                    n = min(n, (open_files_limit(os.getpid()) - 1024) // 3 // 1000 * 1000)
+                log(f"idle: {n} {side} WebSockets on a fresh server")
+                try:
+                    entry = idle(
+                        server, writer, py=args.py, args=args, side=side, count=n, fixture=fixture
+                    )
+                except (RuntimeError, OSError) as exc:
+                    entry = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+                log(f"idle {n} {side}: {json.dumps(entry)}")
+                results["idle"].append(dict(entry, side=side, n=n))
         if "resume" in only and "ours" in sides:
             results["resume"] = []
             for transport in ("websocket", "longpoll"):
@@ -957,7 +1020,7 @@ def main(argv=None) -> int:
     o.add_argument("--odoo-log", required=True)
     o.add_argument("--scale", choices=tuple(SCALES), default="full")
     o.add_argument("--only", choices=("stock", "ours", "both"), default="both")
-    o.add_argument("--phases", default="latency,fanout,resume")
+    o.add_argument("--phases", default="latency,fanout,idle,resume")
     o.add_argument("--results", required=True)
     o.add_argument("--stamp", required=True)
     args = parser.parse_args(argv)
