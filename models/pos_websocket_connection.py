@@ -2,7 +2,10 @@ import logging
 import os
 import socket
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
 from odoo import api, fields, models
+from odoo.sql_db import Cursor
 from odoo.tools import SQL
 
 from ..pos_core import limits
@@ -21,6 +24,23 @@ def worker_name(pid=None):
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
+def _read_committed(cr):
+    """Make a fresh transaction of the channel READ COMMITTED before its
+    statement. Odoo's REPEATABLE READ would fail an UPDATE of a row that a
+    concurrent transaction changed after the snapshot ("could not serialize
+    access"): the batch of ``_api_seen`` meets the ``_api_subscribed`` of new
+    connections all the time. Under READ COMMITTED each UPDATE takes the row
+    as it is when it gets its lock. A transaction already under way (a test
+    cursor, a caller's own work) keeps its level."""
+    cnx = getattr(cr, "_cnx", None)
+    if (
+        isinstance(cr, Cursor)
+        and cnx is not None
+        and cnx.info.transaction_status == TRANSACTION_STATUS_IDLE
+    ):
+        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -36,7 +56,8 @@ class PosWebsocketConnection(models.Model):
     channel process, so that ops can see who is connected where.
 
     Written by the channel (the gevent process) on short cursors of its own:
-    every API method here is one SQL statement, with no ORM side effect
+    every API method here is one SQL statement (after the transaction's
+    isolation level, see :func:`_read_committed`), with no ORM side effect
     (no chatter, no recomputation), because the dispatcher marks thousands
     of connections seen at once and must not hold a cursor for long. The
     rows are a view of the processes' memory, not a source of truth: a
@@ -102,6 +123,7 @@ class PosWebsocketConnection(models.Model):
         """Mark these connections alive now: one UPDATE for the whole set."""
         if not self:
             return
+        _read_committed(self.env.cr)
         self.env.cr.execute(
             SQL(
                 """UPDATE pos_websocket_connection
@@ -114,6 +136,7 @@ class PosWebsocketConnection(models.Model):
 
     def _api_subscribed(self, rooms):
         """The connection now follows ``rooms`` (a subscribe message)."""
+        _read_committed(self.env.cr)
         self.env.cr.execute(
             SQL(
                 """UPDATE pos_websocket_connection

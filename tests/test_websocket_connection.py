@@ -5,14 +5,16 @@ bounded with progress), the company rule and the backend views."""
 import os
 import subprocess
 import sys
+import threading
 
-from odoo import Command
+from odoo import SUPERUSER_ID, Command
 from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, tagged
 
 from ..models.pos_websocket_connection import worker_name
 from ..pos_core import limits
 from .common import PosApiFactories
+from .threads import thread_env
 
 API_MANAGER_GROUP = "point_of_sale_api.group_pos_api_manager"
 
@@ -99,6 +101,56 @@ class TestWebsocketConnection(PosApiFactories, TransactionCase):
         self.assertTrue(all(new > old for new, old in zip(after, before, strict=True)))
         with self.assertQueryCount(0):
             self.Connection.browse()._api_seen()
+
+    def test_seen_does_not_fail_on_a_row_another_transaction_just_changed(self):
+        """The dispatcher's batch and a new connection's subscribe meet on
+        the same row: under REPEATABLE READ the batch would fail with a
+        serialization error and mark no connection seen."""
+        registry = self.env.registry
+        device_id = self.env.ref("point_of_sale_api.demo_device_waiter").id
+        with registry.cursor() as cr:
+            env = thread_env(registry, cr, SUPERUSER_ID)
+            device = env["pos.api.device"].browse(device_id)
+            connection_id = (
+                env["pos.websocket.connection"]._api_open(device, [], "websocket", None).id
+            )
+            cr.execute(
+                "UPDATE pos_websocket_connection SET last_seen = last_seen - interval '1 hour'"
+                " WHERE id = %s",
+                (connection_id,),
+            )
+        errors, done = [], threading.Event()
+
+        def seen():
+            try:
+                with registry.cursor() as cr:
+                    env = thread_env(registry, cr, SUPERUSER_ID)
+                    env["pos.websocket.connection"].browse(connection_id)._api_seen()
+            except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+                errors.append(exc)
+            finally:
+                done.set()
+
+        try:
+            with registry.cursor() as cr_sub:
+                env = thread_env(registry, cr_sub, SUPERUSER_ID)
+                env["pos.websocket.connection"].browse(connection_id)._api_subscribed(["config:1"])
+                thread = threading.Thread(target=seen)
+                thread.start()
+                # The batch's UPDATE now waits for the subscribe's row lock.
+                self.assertFalse(done.wait(0.5))
+            thread.join(30)
+            self.assertEqual(errors, [])
+            with registry.cursor() as cr:
+                cr.execute(
+                    "SELECT rooms, last_seen > (now() AT TIME ZONE 'UTC') - interval '1 minute'"
+                    "  FROM pos_websocket_connection WHERE id = %s",
+                    (connection_id,),
+                )
+                self.assertEqual(cr.fetchone(), ("config:1", True))
+        finally:
+            with registry.cursor() as cr:
+                cr.execute("DELETE FROM pos_websocket_connection WHERE id = %s", (connection_id,))
 
     def test_unknown_transport_is_refused(self):
         with self.assertRaises(ValueError):
