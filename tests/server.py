@@ -54,12 +54,12 @@ class OwnServerMixin:
         )
         return None
 
-    def _start_server(self, workers=2, extra_args=(), env=None):
+    def _start_server(self, workers=2, extra_args=(), env=None, ports=None):
         """``extra_args`` go to odoo-bin; ``env`` overrides environment
-        variables of the server (``POS_API_*`` settings)."""
+        variables of the server (``POS_API_*`` settings); ``ports``, the
+        (HTTP, gevent) ports of a server restarted where clients expect it."""
         dbname = self.env.cr.dbname
-        port = free_port()
-        gevent_port = free_port()
+        port, gevent_port = ports or (free_port(), free_port())
         self.http_port, self.gevent_port = port, gevent_port
         command = [
             *self._odoo_command(),

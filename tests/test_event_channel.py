@@ -11,8 +11,11 @@ commits (devices, events) is removed afterwards.
 import contextlib
 import json
 import logging
+import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -23,6 +26,7 @@ from urllib.parse import urlencode
 from odoo import SUPERUSER_ID
 from odoo.tests import TransactionCase, tagged
 
+from ..pos_core import client as reference
 from ..pos_core import events, limits
 from ..pos_core import websocket as ws
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
@@ -531,3 +535,87 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             [e["seq"] for e in resumed.events_until(live)], list(range(seen + 1, live + 1))
         )
         self.assertEqual(live, last + 1)
+
+    def test_the_reference_client_across_a_server_restart(self):
+        """pos_core.client over both transports, against the server on the
+        same ports before and after a restart, under a stream of events:
+        every event reaches each client once, in order; a write submitted
+        while the server is down waits in the offline queue and creates the
+        order once the server is back."""
+        self._start()
+        ports = (self.http_port, self.gevent_port)
+        host = f"http://127.0.0.1:{self.gevent_port}"
+        start = self._head()
+        received = {transport: [] for transport in reference.TRANSPORTS}
+        clients = []
+        for transport in reference.TRANSPORTS:
+            device = reference.EventClient(
+                host,
+                lambda refresh=False: self.token,
+                [f"config:{self.config_id}"],
+                after=start,
+                on_event=received[transport].append,
+                transport=transport,
+                write_url=f"http://127.0.0.1:{self.http_port}",
+                backoff=reference.Backoff(base=0.2, cap=1.0, jitter=0.5),
+                longpoll_timeout=5,
+            )
+            clients.append(device)
+            device.start()
+            self.addCleanup(device.stop)
+        writer = reference.EventClient(
+            host,
+            lambda refresh=False: self.token,
+            [f"config:{self.config_id}"],
+            write_url=f"http://127.0.0.1:{self.http_port}",
+            queue_path=self._queue_path(),
+            backoff=reference.Backoff(base=0.2, cap=1.0, jitter=0.5),
+        )
+
+        def caught_up(seq):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if all(batch and batch[-1]["seq"] >= seq for batch in received.values()):
+                    return
+                time.sleep(0.05)
+            self.fail(f"not caught up to {seq}: {[b[-1:] for b in received.values()]}")
+
+        caught_up(self._emit(3))
+        self._stop_server()
+        self._emit(4)  # committed while the server is down
+        order_uuid = str(uuid.uuid4())
+        self.order_uuids.append(order_uuid)
+        body = {
+            "uuid": order_uuid,
+            "lines": [{"product_id": self.product_ids[0], "qty": "1"}],
+            "state": "draft",
+        }
+        queued = writer.submit("POST", "/pos_api/v1/orders", body)
+        self.assertIsNone(queued.response)  # the server is down: kept
+        self.assertEqual(len(writer.queue.entries()), 1)
+        self._start(ports=ports)
+        settled = writer.flush()
+        self.assertEqual([response.status for _entry, response in settled], [201])
+        self.assertEqual(writer.queue.entries(), [])
+        last = self._emit(2)
+        caught_up(last)
+        for transport, batch in received.items():
+            self.assertEqual(
+                [event["seq"] for event in batch],
+                list(range(start + 1, last + 1)),
+                f"{transport}: a gap, a duplicate or an event out of order",
+            )
+        # The queued write created the order once, with its events in the log.
+        with self._cursor() as env:
+            orders = env["pos.order"].search([("uuid", "=", order_uuid)])
+            self.assertEqual(len(orders), 1)
+            self.assertTrue(
+                env["pos.sync.log"].search_count(
+                    [("res_model", "=", "pos.order"), ("res_id", "=", orders.id)]
+                )
+            )
+
+    def _queue_path(self):
+        folder = tempfile.mkdtemp(prefix="pos_api_queue_")
+        self.addCleanup(shutil.rmtree, folder, True)
+        return os.path.join(folder, "writes.json")
