@@ -504,6 +504,12 @@ class PosOrder(models.Model):
         ]
         self._api_warm_cache({vals["session_id"] for vals in vals_list})
         self._api_name_lines(device.config_id, vals_list)
+        for vals in vals_list:
+            # Every order the POS UI makes has a receipt number, and the POS
+            # UI reads orders expecting one: pos_self_order's order setup
+            # calls pos_reference.startsWith, and a failing setup leaves the
+            # order's lines without their UI state (the floor screen breaks).
+            vals.setdefault("pos_reference", vals.get("name") or "/")
         quiet = [vals for vals in vals_list if vals["api_chatter_pending"]]
         others = [vals for vals in vals_list if not vals["api_chatter_pending"]]
         created_quiet = iter(

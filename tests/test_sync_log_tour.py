@@ -31,10 +31,7 @@ from .common import PosApiFactories
 TOUR = "point_of_sale_api_live_order_tour"
 
 
-# Not in the standard run yet: the order reaches the open UI (the relay and the
-# read work), but Odoo's floor screen then fails rendering it (a loaded line
-# without uiState in getOrderChanges). Run with --test-tags pos_api_live_tour.
-@tagged("post_install", "-at_install", "-standard", "pos_api_live_tour")
+@tagged("post_install", "-at_install")
 class TestSyncLogPosUiTour(PosApiFactories, HttpCase):
     @classmethod
     def setUpClass(cls):

@@ -3,7 +3,9 @@
  * open POS UI without a reload: the cashier has the floor plan of the demo
  * restaurant open; the device (this tour, with the token the test stored in
  * the parameter point_of_sale_api.tour_api_request) creates an order at
- * table 4; the table then shows one order, and opening it shows its line.
+ * table 4; the table's badge then counts its 2 items not yet sent to the
+ * kitchen (Odoo's floor screen counts changes, not orders), and opening it
+ * shows its line.
  *
  * Started by tests/test_sync_log_tour.py, which relays the bus
  * notifications to the browser's websocket (Odoo's test cursor drops the
@@ -52,7 +54,7 @@ registry.category("web_tour.tours").add("point_of_sale_api_live_order_tour", {
                 trigger: ".floor-map",
                 run: createOrderAsDevice,
             },
-            FloorScreen.orderCountSyncedInTableIs(TABLE, "1"),
+            FloorScreen.orderCountSyncedInTableIs(TABLE, "2"),
             FloorScreen.clickTable(TABLE),
             ProductScreen.isShown(),
             ProductScreen.orderLineHas(PRODUCT, "2"),
