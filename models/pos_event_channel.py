@@ -31,6 +31,7 @@ from odoo.tools import SQL
 from ..pos_core import events, fanout, limits, sync_wake, tokens
 from ..pos_core import websocket as ws
 from ..pos_core.exceptions import PosApiError
+from . import autocommit_connection
 from .pos_api_device import api_settings
 from .pos_sync_log import event_at
 
@@ -346,21 +347,16 @@ def read_events(dbname, after, limit):
     """The sequenced events of several points of sale, each after its own
     seq, in one query: ``{config_id: [fanout.Event, ...]}`` in seq order."""
     config_ids = sorted(after)
-    with odoo.sql_db.db_connect(dbname).cursor() as cr:
-        cr.execute(
-            SQL(
-                """SELECT l.config_id, l.seq, l.event_type, l.rooms, l.create_date, l.payload
-                     FROM pos_sync_log l
-                     JOIN unnest(%s::int[], %s::int[]) AS w(config_id, after)
-                       ON l.config_id = w.config_id AND l.seq > w.after
-                 ORDER BY l.config_id, l.seq
-                    LIMIT %s""",
-                config_ids,
-                [after[config_id] for config_id in config_ids],
-                limit,
-            )
-        )
-        rows = cr.fetchall()
+    rows = autocommit_connection.execute(
+        dbname,
+        """SELECT l.config_id, l.seq, l.event_type, l.rooms, l.create_date, l.payload
+             FROM pos_sync_log l
+             JOIN unnest(%s::int[], %s::int[]) AS w(config_id, after)
+               ON l.config_id = w.config_id AND l.seq > w.after
+         ORDER BY l.config_id, l.seq
+            LIMIT %s""",
+        (config_ids, [after[config_id] for config_id in config_ids], limit),
+    )
     batch = {}
     for config_id, seq, event_type, rooms, created, payload in rows:
         batch.setdefault(config_id, []).append(
@@ -475,29 +471,33 @@ class LongPollHold:
 
     def body(self, timeout):
         """The response body: waits in the hub, after the request's cursor
-        is closed; the registry row is written on a short cursor of its own."""
-        try:
-            dispatcher.watch(self.dbname, self.watch)
-            with contextlib.suppress(Exception), short_env(self.dbname) as env:
-                registry = _connection_model(env)
-                if registry is not None:
-                    device = env["pos.api.device"].browse(self.device_id)
-                    self.watch.connection_id = registry._api_open(
-                        device, self.rooms, "longpoll", self.remote_addr
-                    ).id
-            items, cursor, _closed = self.waiter.take(timeout)
-            yield _answer([data for _seq, data in items], cursor, False)
-        finally:
-            self.release()
+        is closed; the registry row is written on a short cursor of its own.
+        The release (``response.call_on_close``) comes after the answer went
+        out, whether it ended with events, at the timeout or by an error."""
+        dispatcher.watch(self.dbname, self.watch)
+        with contextlib.suppress(Exception), short_env(self.dbname) as env:
+            registry = _connection_model(env)
+            if registry is not None:
+                device = env["pos.api.device"].browse(self.device_id)
+                self.watch.connection_id = registry._api_open(
+                    device, self.rooms, "longpoll", self.remote_addr
+                ).id
+        items, cursor, _closed = self.waiter.take(timeout)
+        self._free_slot()  # for the device's next request, sent on receipt
+        yield _answer([data for _seq, data in items], cursor, False)
+
+    def _free_slot(self):
+        self.waiter.close()
+        dispatcher.unwatch(self.dbname, self.watch)
+        if self.slot:
+            self.slot = False
+            self.hub.release(self.key)
 
     def release(self):
         if self.released:
             return
         self.released = True
-        self.waiter.close()
-        dispatcher.unwatch(self.dbname, self.watch)
-        if self.slot:
-            self.hub.release(self.key)
+        self._free_slot()
         if self.watch.connection_id:
             with contextlib.suppress(Exception), short_env(self.dbname) as env:
                 _connection_model(env).browse(self.watch.connection_id)._api_close()

@@ -17,14 +17,20 @@ lines or payments do not fit carries their ids instead (``line_ids``,
 by id.
 """
 
+import json
 import logging
 import time
 from datetime import timedelta
 
+import psycopg2.sql
+
 from odoo import SUPERUSER_ID, api, fields, models, sql_db
 from odoo.tools import SQL
 
+from odoo.addons.bus.models import bus
+
 from ..pos_core import events, limits, sync_wake
+from . import autocommit_connection
 from .pos_api_device import api_settings
 
 _logger = logging.getLogger(__name__)
@@ -35,7 +41,6 @@ DIRTY_KEY = "point_of_sale_api.sync_log.dirty"
 HOOK_KEY = "point_of_sale_api.sync_log.hook"
 POSTCOMMIT_KEY = "point_of_sale_api.sync_log.sequence"
 TX_KEY = "point_of_sale_api.sync_log.transaction"
-REDIS_KEY = "point_of_sale_api.sync_log.publish"
 
 # pg_advisory_xact_lock key of the sequencer: one for the whole database, so
 # that numbering transactions commit one after the other.
@@ -45,6 +50,77 @@ RETENTION_PARAM = "point_of_sale_api.sync_log_retention_days"
 BUS_NOTIFICATION = "POS_API_EVENT"
 
 _PUBLISHERS = {}
+
+# The sequencer, one statement: after the advisory lock (transactions that
+# number commit one after the other), each statement of the function sees
+# every writer committed before it (READ COMMITTED, a volatile function). It
+# numbers the pending rows per config in id order, moves the heads, relays
+# the envelopes to Odoo's bus (bus.bus rows as ``bus.bus._sendone`` writes
+# them for ``pos.config._notify``, on configs that have a bus token: a POS
+# UI follows no other) and NOTIFYs the readers, delivered at commit. It
+# answers the configs advanced, their heads and the bus channels to wake.
+SEQUENCE_FUNCTION = """
+CREATE OR REPLACE FUNCTION pos_sync_log_sequence(lock_key bigint, notify_channel text,
+                                                 bus_type text)
+RETURNS TABLE (config_ids integer[], last_seqs integer[], bus_channels text[])
+LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_column
+DECLARE
+    advanced integer[];
+    heads integer[];
+    channels text[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    WITH pending AS (
+        SELECT id, config_id FROM pos_sync_log WHERE seq IS NULL
+    ), numbered AS (
+        SELECT p.id, COALESCE(h.last_seq, 0)
+               + row_number() OVER (PARTITION BY p.config_id ORDER BY p.id) AS seq
+          FROM pending p LEFT JOIN pos_sync_log_head h ON h.config_id = p.config_id
+    ), updated AS (
+        UPDATE pos_sync_log l SET seq = n.seq FROM numbered n WHERE l.id = n.id
+        RETURNING l.config_id, l.seq, l.event_type, l.payload, l.create_date
+    ), moved AS (
+        INSERT INTO pos_sync_log_head AS h (config_id, last_seq)
+        SELECT config_id, max(seq) FROM updated GROUP BY config_id
+        ON CONFLICT (config_id) DO UPDATE SET last_seq = EXCLUDED.last_seq
+        RETURNING h.config_id, h.last_seq
+    ), relayed AS (
+        INSERT INTO bus_bus (channel, message, create_date, write_date, create_uid, write_uid)
+        SELECT '[' || to_json(current_database())::text || ','
+                   || to_json(c.access_token)::text || ']',
+               json_build_object(
+                   'type', c.access_token || '-' || bus_type,
+                   'payload', json_build_object(
+                       'seq', u.seq,
+                       'type', u.event_type,
+                       'room', 'config:' || u.config_id,
+                       'at', to_char(u.create_date, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                       'payload', u.payload))::text,
+               now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', 1, 1
+          FROM updated u JOIN pos_config c ON c.id = u.config_id
+         WHERE c.access_token IS NOT NULL
+         ORDER BY u.config_id, u.seq
+        RETURNING channel
+    )
+    SELECT array_agg(m.config_id ORDER BY m.config_id),
+           array_agg(m.last_seq ORDER BY m.config_id),
+           (SELECT array_agg(DISTINCT r.channel) FROM relayed r)
+      INTO advanced, heads, channels
+      FROM moved m;
+    IF advanced IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pg_notify(notify_channel, json_build_object(
+        'db', current_database(),
+        'heads', (SELECT json_object_agg(x.c::text, x.h) FROM unnest(advanced, heads) AS x(c, h))
+    )::text);
+    RETURN QUERY SELECT advanced, heads, channels;
+END
+$fn$;
+"""
+SEQUENCE_CALL = "SELECT config_ids, last_seqs, bus_channels FROM pos_sync_log_sequence(%s, %s, %s)"
+SEQUENCE_ARGS = (SEQUENCER_LOCK, sync_wake.NOTIFY_CHANNEL, BUS_NOTIFICATION)
 
 
 def event_at(value):
@@ -79,9 +155,51 @@ def _in_fresh_transaction(registry, dbname, func):
         return func(api.Environment(cr, SUPERUSER_ID, {}))
 
 
-def _sequence_after_commit(registry, dbname):
+def _sequenced(rows):
+    """``(heads, bus_channels)`` of the sequencing function's answer."""
+    config_ids, last_seqs, channels = rows[0] if rows else (None, None, None)
+    return dict(zip(config_ids or (), last_seqs or ())), [json.loads(c) for c in channels or ()]
+
+
+def sequence_committed(dbname):
+    """Number what committed writers left pending, in a transaction of its
+    own (one statement on this process's autocommit connection), then wake
+    the POS UI's bus and Redis. Returns the heads advanced."""
+    heads, channels = _sequenced(
+        autocommit_connection.execute(dbname, SEQUENCE_CALL, SEQUENCE_ARGS)
+    )
+    if channels:
+        _notify_bus(channels)
+    if heads:
+        redis_url = api_settings().redis_url
+        if redis_url:
+            _publish(redis_url, sync_wake.wake_message(dbname, heads))
+    return heads
+
+
+def _notify_bus(channels):
+    """Odoo's bus wakes its websockets on ``NOTIFY imbus`` in the
+    ``postgres`` database (bus.bus's own post-commit), with the channels."""
+    query = psycopg2.sql.SQL("SELECT {}('imbus', %s)").format(
+        psycopg2.sql.Identifier(bus.ODOO_NOTIFY_FUNCTION)
+    )
+    for payload in bus.get_notify_payloads(channels):
+        autocommit_connection.execute("postgres", query, [payload], fetch=False)
+
+
+def _publish(redis_url, message):
+    publisher = _PUBLISHERS.get(redis_url)
     try:
-        _in_fresh_transaction(registry, dbname, lambda env: env["pos.sync.log"]._sequence_pending())
+        if publisher is None:
+            publisher = _PUBLISHERS[redis_url] = sync_wake.Publisher(redis_url)
+        publisher.publish(message)
+    except Exception:
+        _logger.warning("Sync log: Redis publish failed", exc_info=True)
+
+
+def _sequence_after_commit(dbname):
+    try:
+        sequence_committed(dbname)
     except Exception:
         # Committed events wait for the backstop (cron, dispatcher).
         _logger.exception("Sync log: sequencing after commit failed; the backstop will retry")
@@ -125,6 +243,7 @@ class PosSyncLog(models.Model):
                 ON pos_sync_log (id) WHERE seq IS NULL;
             """
         )
+        cr.execute(SEQUENCE_FUNCTION)
 
     # ------------------------------------------------------------------
     # Write side
@@ -200,8 +319,8 @@ class PosSyncLog(models.Model):
             self._sequence_pending()
         elif not self.env.cr.postcommit.data.get(POSTCOMMIT_KEY):
             self.env.cr.postcommit.data[POSTCOMMIT_KEY] = True
-            registry, dbname = self.env.registry, self.env.cr.dbname
-            self.env.cr.postcommit.add(lambda: _sequence_after_commit(registry, dbname))
+            dbname = self.env.cr.dbname
+            self.env.cr.postcommit.add(lambda: _sequence_after_commit(dbname))
 
     def _sync_log_write(self, rows):
         """One INSERT for the new rows; one UPDATE for rows replacing an
@@ -263,86 +382,14 @@ class PosSyncLog(models.Model):
     # ------------------------------------------------------------------
     @api.model
     def _sequence_pending(self):
-        """Number every pending row visible to this transaction, per config
-        in id order, update the heads and wake the readers. Returns the heads
-        it advanced, {config_id: last_seq}.
-
-        Run in a READ COMMITTED transaction of its own (after a commit, or by
-        the backstop) it sees every committed writer; tests call it directly
-        on their cursor after ``cr.flush()``."""
-        cr = self.env.cr
-        cr.execute(SQL("SELECT pg_advisory_xact_lock(%s)", SEQUENCER_LOCK))
-        cr.execute(
-            """
-            WITH pending AS (
-                SELECT id, config_id FROM pos_sync_log WHERE seq IS NULL
-            ), numbered AS (
-                SELECT p.id, p.config_id,
-                       COALESCE(h.last_seq, 0)
-                       + row_number() OVER (PARTITION BY p.config_id ORDER BY p.id) AS seq
-                  FROM pending p LEFT JOIN pos_sync_log_head h ON h.config_id = p.config_id
-            ), updated AS (
-                UPDATE pos_sync_log l SET seq = n.seq FROM numbered n WHERE l.id = n.id
-                RETURNING l.id, l.config_id, l.seq, l.event_type, l.rooms, l.payload,
-                          l.create_date
-            ), heads AS (
-                INSERT INTO pos_sync_log_head AS h (config_id, last_seq)
-                SELECT config_id, max(seq) FROM updated GROUP BY config_id
-                ON CONFLICT (config_id) DO UPDATE SET last_seq = EXCLUDED.last_seq
-                RETURNING h.config_id, h.last_seq
-            )
-            SELECT u.config_id, u.seq, u.event_type, u.rooms, u.payload, u.create_date,
-                   heads.last_seq
-              FROM updated u JOIN heads USING (config_id)
-             ORDER BY u.config_id, u.seq
-            """
-        )
-        rows = cr.fetchall()
-        if not rows:
-            return {}
-        heads = {row[0]: row[6] for row in rows}
-        message = sync_wake.wake_message(cr.dbname, heads)
-        # Delivered by PostgreSQL at commit, with the numbers.
-        cr.execute(SQL("SELECT pg_notify(%s, %s)", sync_wake.NOTIFY_CHANNEL, message))
-        self._relay_to_bus(rows)
-        redis_url = api_settings().redis_url
-        if redis_url:
-            cr.postcommit.data.setdefault(REDIS_KEY, [])
-            if not cr.postcommit.data[REDIS_KEY]:
-                cr.postcommit.add(lambda: self._publish(redis_url, cr.postcommit.data))
-            cr.postcommit.data[REDIS_KEY].append(message)
+        """Number every pending row visible to this transaction, on this
+        transaction (tests, after ``cr.flush()``; a test cursor at precommit).
+        Returns the heads it advanced, {config_id: last_seq}. The bus and
+        NOTIFY wake-ups are delivered at this transaction's commit; after a
+        real commit, :func:`sequence_committed` is the path."""
+        self.env.cr.execute(SEQUENCE_CALL, SEQUENCE_ARGS)
+        heads, _channels = _sequenced(self.env.cr.fetchall())
         return heads
-
-    @api.model
-    def _publish(self, redis_url, postcommit_data):
-        publisher = _PUBLISHERS.get(redis_url)
-        try:
-            if publisher is None:
-                publisher = _PUBLISHERS[redis_url] = sync_wake.Publisher(redis_url)
-            for message in postcommit_data.pop(REDIS_KEY, ()):
-                publisher.publish(message)
-        except Exception:
-            _logger.warning("Sync log: Redis publish failed", exc_info=True)
-
-    def _relay_to_bus(self, rows):
-        """The POS UI follows its config on Odoo's bus: relayed in the
-        sequencer's transaction, so that the UI gets the same envelope (with
-        its seq) as devices, and only once the event is numbered."""
-        configs = self.env["pos.config"].browse({row[0] for row in rows}).exists()
-        by_id = {config.id: config for config in configs}
-        for config_id, seq, event_type, _rooms, payload, at, _last in rows:
-            config = by_id.get(config_id)
-            if config:
-                config._notify(
-                    BUS_NOTIFICATION,
-                    events.envelope(
-                        seq,
-                        event_type,
-                        events.room(events.CONFIG, config_id),
-                        event_at(at),
-                        payload,
-                    ),
-                )
 
     @api.model
     def _sequence_orphans(self, age=limits.SYNC_LOG_ORPHAN_AGE):
@@ -366,11 +413,7 @@ class PosSyncLog(models.Model):
             return {}
         if _inline(self.env):
             return self._sequence_pending()
-        return _in_fresh_transaction(
-            self.env.registry,
-            self.env.cr.dbname,
-            lambda env: env["pos.sync.log"]._sequence_pending(),
-        )
+        return sequence_committed(self.env.cr.dbname)
 
     # ------------------------------------------------------------------
     # Read side
