@@ -59,6 +59,7 @@ _PUBLISHERS = {}
 # them for ``pos.config._notify``, on configs that have a bus token: a POS
 # UI follows no other) and NOTIFYs the readers, delivered at commit. It
 # answers the configs advanced, their heads and the bus channels to wake.
+# Its NOTIFY carries the message of ``sync_wake.wake_message``.
 SEQUENCE_FUNCTION = """
 CREATE OR REPLACE FUNCTION pos_sync_log_sequence(lock_key bigint, notify_channel text,
                                                  bus_type text)
@@ -144,9 +145,7 @@ def _inline(env):
 
 def _in_fresh_transaction(registry, dbname, func):
     """Run ``func(env)`` in a new READ COMMITTED transaction of a real
-    cursor (never the test cursor: this runs after a real commit), commit
-    it, and return its result. READ COMMITTED, so that each statement after
-    the advisory lock sees every transaction committed before it."""
+    cursor (never the test cursor), commit it, and return its result."""
     with sql_db.db_connect(dbname).cursor() as cr:
         cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # The registry at hand: api.Environment would look it up (and wait
@@ -384,9 +383,10 @@ class PosSyncLog(models.Model):
     def _sequence_pending(self):
         """Number every pending row visible to this transaction, on this
         transaction (tests, after ``cr.flush()``; a test cursor at precommit).
-        Returns the heads it advanced, {config_id: last_seq}. The bus and
-        NOTIFY wake-ups are delivered at this transaction's commit; after a
-        real commit, :func:`sequence_committed` is the path."""
+        Returns the heads it advanced, {config_id: last_seq}. The readers'
+        NOTIFY is delivered at this transaction's commit; the bus rows are
+        written but its websockets are not woken (``NOTIFY imbus``), nor is
+        Redis: after a real commit, :func:`sequence_committed` is the path."""
         self.env.cr.execute(SEQUENCE_CALL, SEQUENCE_ARGS)
         heads, _channels = _sequenced(self.env.cr.fetchall())
         return heads
