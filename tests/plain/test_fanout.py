@@ -171,3 +171,26 @@ def test_slots_cap_connections_per_device():
     assert not hub.acquire("device:1", 2)
     hub.release("device:1")
     assert hub.acquire("device:1", 2)
+
+
+def test_a_parked_subscriber_is_notified_and_drained_without_waiting():
+    """A WebSocket parked with no greenlet learns of its events through
+    ``notify`` (called under the hub's lock) and drains them at once."""
+    hub = fanout.Hub()
+    calls = []
+    subscriber = fanout.Subscriber(1, ["config:1"], notify=lambda: calls.append("notified"))
+    assert hub.attach(subscriber, 0)
+    assert calls == [] and not subscriber.pending()
+    started = time.monotonic()
+    assert subscriber.drain() == ([], 0, None)
+    assert time.monotonic() - started < 0.5
+    hub.publish(1, [_event(1), _event(2, ("table:9",))])
+    assert calls == ["notified"] and subscriber.pending()  # one call for its one event
+    items, cursor, closed = subscriber.drain()
+    assert (_seqs(items), cursor, closed) == ([1], 2, None)
+    assert not subscriber.pending()
+    subscriber.close(events.CLOSE_RESYNC)
+    assert calls == ["notified", "notified"] and subscriber.pending()
+    assert subscriber.drain() == ([], 2, events.CLOSE_RESYNC)
+    hub.publish(1, [_event(3)])
+    assert len(calls) == 2  # detached: no more events, no more calls
