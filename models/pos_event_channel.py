@@ -4,9 +4,10 @@ WebSocket sessions and the long-poll waits.
 
 Like Odoo's bus (``bus.models.bus.ImDispatch``), one dispatcher runs per
 process, started on first use: only Odoo's gevent process serves waits,
-so the HTTP workers never start one. It listens to ``NOTIFY pos_sync_log``
-(or subscribes to ``pos_api:sync_log`` in Redis when configured, falling
-back to PostgreSQL while Redis is down). Unlike the bus, a wake-up costs
+so the HTTP workers never start one. It listens to ``NOTIFY pos_sync_log``,
+which the sequencer's own statement sends (the earliest wake-up there is),
+and, when Redis is configured, to ``pos_api:sync_log`` there too: whichever
+comes first wakes it, the other costs no read. Unlike the bus, a wake-up costs
 one query for all the points of sale woken, whatever the number of
 connections: the hub (:mod:`pos_core.fanout`) fans it out in memory.
 
@@ -176,17 +177,15 @@ class Dispatcher(threading.Thread):
                         cr.close()
 
     def _sync_sources(self, selector, listening):
-        """LISTEN on every database served here (NOTIFY is per database),
-        unless a healthy Redis subscriber feeds us. Each change is followed
-        by a head check: wake-ups sent meanwhile are not lost."""
+        """LISTEN on every database served here (NOTIFY is per database);
+        start the Redis subscriber when Redis is configured. Each new LISTEN
+        is followed by a head check: wake-ups sent before it are not lost."""
         redis_url = api_settings().redis_url
         if redis_url and self._feed is None:
             self._feed = RedisFeed(redis_url, self)
             self._feed.start()
         with self._lock:
             dbnames = set(self._hubs)
-        if self._feed is not None and self._feed.healthy:
-            dbnames = set()
         for dbname in set(listening) - dbnames:
             cr = listening.pop(dbname)
             selector.unregister(cr._cnx)
@@ -313,15 +312,13 @@ class Dispatcher(threading.Thread):
 
 
 class RedisFeed(threading.Thread):
-    """Forwards the Redis wake-ups (``sync_wake.REDIS_CHANNEL``) to the dispatcher; ``healthy``
-    while subscribed, so that the dispatcher listens to PostgreSQL instead
-    while Redis is down."""
+    """Forwards the Redis wake-ups (``sync_wake.REDIS_CHANNEL``) to the
+    dispatcher, resubscribing after an outage."""
 
     def __init__(self, url, dispatcher):
         super().__init__(daemon=True, name=f"{__name__}.RedisFeed")
         self.url = url
         self.dispatcher = dispatcher
-        self.healthy = False
 
     def run(self):
         import redis
@@ -334,8 +331,7 @@ class RedisFeed(threading.Thread):
                 )
                 with contextlib.closing(client.pubsub(ignore_subscribe_messages=True)) as pubsub:
                     pubsub.subscribe(sync_wake.REDIS_CHANNEL)
-                    self.healthy, logged = True, False
-                    self.dispatcher.wake()
+                    logged = False
                     while not stop_event.is_set():
                         message = pubsub.get_message(timeout=limits.DISPATCH_TICK)
                         if message and message.get("type") == "message":
@@ -343,11 +339,9 @@ class RedisFeed(threading.Thread):
             except (redis.RedisError, OSError) as exc:
                 if not logged:
                     _logger.warning(
-                        "POS API channel: Redis unavailable (%s), listening to PostgreSQL", exc
+                        "POS API channel: Redis unavailable (%s), woken by PostgreSQL only", exc
                     )
                     logged = True
-            self.healthy = False
-            self.dispatcher.wake()
             stop_event.wait(REDIS_RETRY_SECONDS)
 
 

@@ -212,10 +212,16 @@ class Hub:
         ``cursor``."""
         with self._lock:
             followed = self._followed.get(subscriber.config_id)
-            if followed is None or not followed.subscribers:
-                # Nobody followed it: the dispatcher did not read it, the
-                # ring and head are stale. Start from the subscriber's read.
+            if followed is None:
                 followed = self._followed[subscriber.config_id] = _Followed(cursor, self.ring_size)
+            elif not followed.subscribers and followed.head < cursor:
+                # Followed by nobody lately (between two long-polls): the
+                # dispatcher kept reading it, but the subscriber's read is
+                # newer. Its ring would have a gap: start it afresh. (When
+                # the hub is ahead instead, its ring holds what the
+                # subscriber's read missed: a wake-up read meanwhile.)
+                followed.head = cursor
+                followed.ring.clear()
             if not self._catch_up(subscriber, followed, cursor):
                 if not followed.subscribers:
                     del self._followed[subscriber.config_id]

@@ -605,6 +605,34 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         with self._cursor() as env:
             env["pos.api.printer"].browse(printer_id).unlink()
 
+    def test_two_servers_sharing_the_database(self):
+        """As behind a load balancer: an order created through one server
+        reaches the devices of the other, and a device moving from one to
+        the other resumes with no gap and no duplicate."""
+        base_a = self._start()
+        start = self._head()
+        on_a = self._connect()
+        self._subscribed(on_a, None, start)
+        self._start()  # server B: self.gevent_port is now its
+        on_b = self._connect()
+        self._subscribed(on_b, None, start)
+        order = self._post_order(base_a)
+        seen_a = on_a.events_until(self._head())
+        seen_b = on_b.events_until(seen_a[-1]["seq"])
+        self.assertEqual([e["seq"] for e in seen_a], [e["seq"] for e in seen_b])
+        self.assertIn(order["id"], [e["payload"].get("id") for e in seen_b])
+        # The device on A moves to B, from the last seq it saw.
+        on_a.close()
+        missed = self._emit(3)
+        moved = self._connect()
+        self._subscribed(moved, None, seen_a[-1]["seq"])
+        live = self._emit(1)
+        self.assertEqual(
+            [e["seq"] for e in moved.events_until(live)],
+            list(range(seen_a[-1]["seq"] + 1, live + 1)),
+        )
+        self.assertEqual(live, missed + 1)
+
     def test_with_redis_down_the_channel_wakes_through_postgresql(self):
         """Redis configured but unreachable: the dispatcher listens to
         PostgreSQL instead, and events still arrive."""
