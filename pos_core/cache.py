@@ -43,7 +43,10 @@ after it was last confirmed, and what is loaded goes to L1 for that long at
 most: other processes' invalidations cannot arrive, this bounds the
 staleness. Invalidations that could not reach Redis are kept and sent before
 anything else once it answers; then L1 is flushed, as it is whenever the
-listener (re)subscribes, since messages may have been missed.
+listener (re)subscribes, since messages may have been missed. The one gap: if
+only this process lost Redis (a partition) while others still reach it, they
+may read the old value from L2 until this process's invalidation gets
+through (or the namespace TTL ends).
 """
 
 from __future__ import annotations
@@ -415,6 +418,9 @@ class TieredCache:
             self.breaker.record_failure(exc)
             self._count(l2_unavailable=1)
             return _UNAVAILABLE
+        except BaseException as exc:  # a bug: still release a half-open probe
+            self.breaker.record_failure(exc)
+            raise
         self.breaker.record_success()
         return result
 
@@ -427,18 +433,21 @@ class TieredCache:
     def _listening(self) -> bool:
         return self.listener is not None and self.listener.connected
 
-    def start_listener(self, *, poll_timeout: float = 0.5, max_backoff: float = 5.0) -> None:
+    def start_listener(
+        self, *, poll_timeout: float = 0.5, ping_interval: float = 1.0, max_backoff: float = 5.0
+    ) -> None:
         """Start the subscriber thread that applies other processes'
         invalidations to this L1 (once per process, e.g. at worker start)."""
         if self.l2 is None:
             return
         if self.listener is None:
             self.listener = InvalidationListener(
-                lambda: self.l2.pubsub_client(max(poll_timeout * 4, 1.0)),
+                lambda: self.l2.pubsub_client(max(poll_timeout, ping_interval) * 2),
                 self.l2.channel,
                 self._apply_message,
                 on_connect=self.l1.clear,
                 poll_timeout=poll_timeout,
+                ping_interval=ping_interval,
                 max_backoff=max_backoff,
             )
         self.listener.start()

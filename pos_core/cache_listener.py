@@ -5,7 +5,10 @@ Redis pub/sub delivers a message only to the subscribers connected at that
 moment: whatever was published while this process was not subscribed is lost.
 So every (re)subscription calls ``on_connect`` (the cache flushes its L1), and
 the cache trusts its L1 beyond the short outage TTL only while
-:attr:`InvalidationListener.connected` is true.
+:attr:`InvalidationListener.connected` is true. A Redis that stops answering
+without closing the connection (hung, or a lost network path) is noticed by
+a PING every ``ping_interval`` seconds: no answer for three of them and the
+listener counts as disconnected, and resubscribes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -33,6 +37,7 @@ class InvalidationListener:
         *,
         on_connect: Callable[[], None] | None = None,
         poll_timeout: float = 0.5,
+        ping_interval: float = 1.0,
         max_backoff: float = 5.0,
     ):
         self.client_factory = client_factory
@@ -40,6 +45,7 @@ class InvalidationListener:
         self.on_message = on_message
         self.on_connect = on_connect
         self.poll_timeout = poll_timeout
+        self.ping_interval = ping_interval
         self.max_backoff = max_backoff
         self.connected = False
         self.subscriptions = 0  # successful (re)subscriptions
@@ -71,10 +77,18 @@ class InvalidationListener:
                 client = self.client_factory()
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
+                last_ping = last_seen = time.monotonic()
                 while not self._stop.is_set():
+                    now = time.monotonic()
+                    if now - last_seen > 3 * self.ping_interval:
+                        raise redis.ConnectionError("no answer to PING")
+                    if now - last_ping >= self.ping_interval:
+                        pubsub.ping()
+                        last_ping = now
                     message = pubsub.get_message(timeout=self.poll_timeout)
                     if message is None:
                         continue
+                    last_seen = time.monotonic()
                     if message["type"] == "subscribe":
                         self._connected()
                         backoff = min(0.1, self.max_backoff)

@@ -234,7 +234,6 @@ class RedisTier:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
-            health_check_interval=max(1, int(timeout)),
         )
 
     def close(self) -> None:

@@ -568,6 +568,7 @@ def test_redis_stopped_and_restarted(own_redis, make_cache):
         assert get(cache, MENU, "a", loader.one("a")) == b"A"
     assert cache.fetch(MENU, "b", loader.one("b")).tier == L3  # answered by the loader
     assert cache.fetch(MENU, "b", loader.one("b")).tier == L1
+    assert cache.version(MENU, "a") is None  # unknown while Redis cannot be asked
     assert cache.l2.calls == calls + 2  # not one Redis attempt while open
     assert time.monotonic() - started < 1.0
     assert wait_for(lambda: not cache.listener.connected)
@@ -598,6 +599,24 @@ def test_redis_stopped_and_restarted(own_redis, make_cache):
     assert cache.stats()["l2"]["recoveries"] == 1
     assert cache.fetch(MENU, "a", loader.one("a")).tier == L2
     assert cache.fetch(MENU, "a", loader.one("a")).tier == L1
+
+
+def test_listener_notices_a_redis_that_stops_answering(own_redis, make_cache):
+    cache = make_cache(own_redis.url, settings=OUTAGE, clock=Clock())
+    cache.start_listener(poll_timeout=0.05, ping_interval=0.2, max_backoff=0.2)
+    assert wait_for(lambda: cache.listener.connected)
+    cache.fetch(MENU, "a", lambda: b"A")
+    calls = cache.l2.calls
+    assert cache.fetch(MENU, "a", lambda: b"A", validate=False).tier == L1
+    assert cache.l2.calls == calls  # trusted without asking Redis
+    own_redis.pause()  # the connection stays open, nothing answers
+    assert wait_for(lambda: not cache.listener.connected, timeout=3.0)
+    # No longer trusted on the listener's word: Redis is asked (and fails).
+    assert cache.fetch(MENU, "a", lambda: b"A", validate=False).value == b"A"
+    assert cache.l2.calls == calls + 1
+    own_redis.resume()
+    assert wait_for(lambda: cache.listener.subscriptions == 2, timeout=5.0)
+    assert cache.listener.connected and len(cache.l1) == 0
 
 
 def test_redis_that_stops_answering_costs_no_timeout_while_the_breaker_is_open(
