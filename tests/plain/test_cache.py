@@ -467,6 +467,49 @@ def test_listener_drops_other_process_l1_entry(redis_url, make_cache):
     assert wait_for(lambda: len(second.l1) == 0, timeout=2.0)
 
 
+def test_no_stale_read_after_invalidate_with_two_processes_and_a_racing_writer(
+    redis_url, make_cache
+):
+    """A reader that starts after the writer's invalidate() returned never
+    gets an older value, whichever process and tier answers it."""
+    processes = [make_cache(redis_url), make_cache(redis_url)]
+    for instance in processes:
+        instance.start_listener(poll_timeout=0.05)
+    assert wait_for(lambda: all(instance.listener.connected for instance in processes))
+    truth = {"version": 0}
+    invalidated = {"version": 0}  # the last version whose invalidate() returned
+    stop = threading.Event()
+    stale, reads, tiers = [], [0], set()
+
+    def loader():
+        return str(truth["version"]).encode()
+
+    def reader(instance):
+        while not stop.is_set():
+            floor = invalidated["version"]
+            hit = instance.fetch(MENU, "menu", loader)
+            reads[0] += 1
+            tiers.add(hit.tier)
+            if int(hit.value) < floor:
+                stale.append((floor, hit.value, hit.tier))
+
+    threads = [threading.Thread(target=reader, args=(processes[index % 2],)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for version in range(1, 151):
+        truth["version"] = version  # commit
+        assert processes[version % 2].invalidate(MENU, ["menu"])
+        invalidated["version"] = version
+        time.sleep(0.002)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert stale == []
+    assert reads[0] > 150
+    assert tiers == {L1, L2, L3}
+    assert get(processes[0], MENU, "menu", loader) == b"150"
+
+
 def test_without_listener_unvalidated_reads_still_ask_redis(redis_url, make_cache):
     cache = make_cache(redis_url)
     get(cache, MENU, "k", lambda: b"v")
