@@ -56,6 +56,7 @@ class PosApiEventsController(PosApiController):
                 retry_after=1,
                 details={"limit": limits.MAX_CONNECTIONS_PER_DEVICE},
             )
+        channel.no_delay(request.httprequest._HTTPRequest__environ.get("socket"))
         # The body waits once Odoo has committed and closed the request's
         # cursor (Request._transactioning returns before the WSGI server
         # iterates the body): a waiting long-poll holds no cursor.

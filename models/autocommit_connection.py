@@ -75,12 +75,3 @@ def execute(dbname, query, params=None, *, fetch=True):
         cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cr.execute(query, params)
         return cr.fetchall() if fetch else None
-
-
-def close_all():
-    """Close this process's connections (tests dropping their database)."""
-    with _CONNECTIONS_LOCK:
-        entries = [entry for (pid, _db), entry in _CONNECTIONS.items() if pid == os.getpid()]
-    for entry in entries:
-        with entry.lock:
-            entry.drop()

@@ -4,9 +4,10 @@ WebSocket sessions and the long-poll waits.
 
 Like Odoo's bus (``bus.models.bus.ImDispatch``), one dispatcher runs per
 process, started on first use: only Odoo's gevent process serves waits,
-so the HTTP workers never start one. It listens to ``NOTIFY pos_sync_log``
-(or subscribes to ``pos_api:sync_log`` in Redis when configured, falling
-back to PostgreSQL while Redis is down). Unlike the bus, a wake-up costs
+so the HTTP workers never start one. It listens to ``NOTIFY pos_sync_log``,
+which the sequencer's own statement sends (the earliest wake-up there is),
+and, when Redis is configured, to ``pos_api:sync_log`` there too: whichever
+comes first wakes it, the other costs no read. Unlike the bus, a wake-up costs
 one query for all the points of sale woken, whatever the number of
 connections: the hub (:mod:`pos_core.fanout`) fans it out in memory.
 
@@ -17,10 +18,13 @@ of their own, opened and closed around one statement or two.
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import threading
 import time
+
+import gevent
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -58,14 +62,17 @@ def short_env(dbname):
 # ------------------------------------------------------------------ watches
 class Watch:
     """An open connection's token, re-checked by the dispatcher: ``drop`` is
-    called (from the dispatcher's thread) when it no longer holds."""
+    called (from the dispatcher's thread) when it no longer holds.
+    ``tick(now, ping_interval, idle_timeout)``, when set, is called at every
+    sweep (the pings and idle timeouts of the parked WebSockets)."""
 
-    __slots__ = ("claims", "connection_id", "drop")
+    __slots__ = ("claims", "connection_id", "drop", "tick")
 
     def __init__(self, claims, drop, connection_id=None):
         self.claims = claims
         self.drop = drop
         self.connection_id = connection_id
+        self.tick = None
 
 
 # --------------------------------------------------------------- dispatcher
@@ -73,6 +80,8 @@ class Dispatcher(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True, name=f"{__name__}.Dispatcher")
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._launched = False
         self._hubs = {}
         self._watches = {}  # dbname -> set of Watch
         self._inbox = []  # payloads from the Redis subscriber
@@ -83,6 +92,7 @@ class Dispatcher(threading.Thread):
         self._next_backstop = 0.0
         self._next_recheck = 0.0
         self._next_seen = 0.0
+        self._next_sweep = 0.0
         # Counters the tests and the benchmark read (see broadcast_reads).
         self.broadcast_reads = 0
         self.wakeups = 0
@@ -117,9 +127,15 @@ class Dispatcher(threading.Thread):
         self.wake()
 
     def _ensure_started(self):
-        if not self.is_alive():
-            with contextlib.suppress(RuntimeError):  # started meanwhile
+        """Start once: ``Thread.start`` checks and then waits for the new
+        thread, so that callers arriving meanwhile (greenlets, under gevent)
+        would start it a second time."""
+        if self._launched:
+            return
+        with self._start_lock:
+            if not self._launched:
                 self.start()
+                self._launched = True
 
     # ----------------------------------------------------------- the loop
     def run(self):
@@ -161,17 +177,15 @@ class Dispatcher(threading.Thread):
                         cr.close()
 
     def _sync_sources(self, selector, listening):
-        """LISTEN on every database served here (NOTIFY is per database),
-        unless a healthy Redis subscriber feeds us. Each change is followed
-        by a head check: wake-ups sent meanwhile are not lost."""
+        """LISTEN on every database served here (NOTIFY is per database);
+        start the Redis subscriber when Redis is configured. Each new LISTEN
+        is followed by a head check: wake-ups sent before it are not lost."""
         redis_url = api_settings().redis_url
         if redis_url and self._feed is None:
             self._feed = RedisFeed(redis_url, self)
             self._feed.start()
         with self._lock:
             dbnames = set(self._hubs)
-        if self._feed is not None and self._feed.healthy:
-            dbnames = set()
         for dbname in set(listening) - dbnames:
             cr = listening.pop(dbname)
             selector.unregister(cr._cnx)
@@ -235,6 +249,14 @@ class Dispatcher(threading.Thread):
             self._next_recheck = now + limits.TOKEN_RECHECK_INTERVAL
             for dbname, items in watches.items():
                 self._recheck(dbname, items)
+        if now >= self._next_sweep:
+            settings = api_settings()
+            ping, idle = settings.ws_ping_interval, settings.ws_idle_seconds
+            self._next_sweep = now + min(limits.WS_SWEEP_INTERVAL, max(ping / 2, 0.5))
+            for items in watches.values():
+                for watch in items:
+                    if watch.tick is not None:
+                        watch.tick(now, ping, idle)
         if now >= self._next_seen:
             self._next_seen = now + limits.WS_SEEN_INTERVAL
             for dbname, items in watches.items():
@@ -290,15 +312,13 @@ class Dispatcher(threading.Thread):
 
 
 class RedisFeed(threading.Thread):
-    """Forwards the Redis wake-ups (``sync_wake.REDIS_CHANNEL``) to the dispatcher; ``healthy``
-    while subscribed, so that the dispatcher listens to PostgreSQL instead
-    while Redis is down."""
+    """Forwards the Redis wake-ups (``sync_wake.REDIS_CHANNEL``) to the
+    dispatcher, resubscribing after an outage."""
 
     def __init__(self, url, dispatcher):
         super().__init__(daemon=True, name=f"{__name__}.RedisFeed")
         self.url = url
         self.dispatcher = dispatcher
-        self.healthy = False
 
     def run(self):
         import redis
@@ -311,8 +331,7 @@ class RedisFeed(threading.Thread):
                 )
                 with contextlib.closing(client.pubsub(ignore_subscribe_messages=True)) as pubsub:
                     pubsub.subscribe(sync_wake.REDIS_CHANNEL)
-                    self.healthy, logged = True, False
-                    self.dispatcher.wake()
+                    logged = False
                     while not stop_event.is_set():
                         message = pubsub.get_message(timeout=limits.DISPATCH_TICK)
                         if message and message.get("type") == "message":
@@ -320,11 +339,9 @@ class RedisFeed(threading.Thread):
             except (redis.RedisError, OSError) as exc:
                 if not logged:
                     _logger.warning(
-                        "POS API channel: Redis unavailable (%s), listening to PostgreSQL", exc
+                        "POS API channel: Redis unavailable (%s), woken by PostgreSQL only", exc
                     )
                     logged = True
-            self.healthy = False
-            self.dispatcher.wake()
             stop_event.wait(REDIS_RETRY_SECONDS)
 
 
@@ -446,6 +463,13 @@ def _answer(encoded, last_seq, resync):
     )
 
 
+def no_delay(sock):
+    """Small writes (an event, a chunk's terminator) go out at once instead
+    of waiting for the peer's acknowledgement of the previous one (Nagle)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class LongPollHold:
     """A waiting long-poll: a connection slot of its device, its token
     watched (a revocation ends the wait at once, with what it has), a row in
@@ -474,6 +498,10 @@ class LongPollHold:
         is closed; the registry row is written on a short cursor of its own.
         The release (``response.call_on_close``) comes after the answer went
         out, whether it ended with events, at the timeout or by an error."""
+        # The status and headers go out now, with a first byte of the JSON
+        # (white space): the client has read them before the events come,
+        # which then cost it only the body.
+        yield b" "
         dispatcher.watch(self.dbname, self.watch)
         with contextlib.suppress(Exception), short_env(self.dbname) as env:
             registry = _connection_model(env)
@@ -506,10 +534,18 @@ class LongPollHold:
 # ----------------------------------------------------------------- WebSocket
 class DeviceSocket:
     """One device's WebSocket, served after the 101 answer went out (Odoo's
-    ``response.call_on_close``, as its bus does): this greenlet reads the
-    client's frames, a second one (:meth:`_write_loop`) sends the pushes and
-    the pings, so that a client that never reads blocks only its own
-    writer, and its buffer in the hub, until it is cut off."""
+    ``response.call_on_close``, as its bus does).
+
+    The request's greenlet authenticates the device and takes its slot, then
+    parks the socket and returns: an idle connection costs no greenlet (a
+    greenlet's frame stack alone is 16 KiB or more on Python 3.11), only an
+    event-loop watcher on its descriptor. A greenlet is spawned when there
+    is work (a frame arrived, the hub queued events, a ping is due) and ends
+    once there is none: it reads what has arrived without waiting for more
+    (a partial frame stays buffered for the next one), sends what the hub
+    queued and answers. A client that never reads blocks only that
+    greenlet, for at most ``WS_SEND_TIMEOUT``, and fills only its own buffer
+    in the hub, until it is cut off."""
 
     def __init__(self, sock, dbname, remote_addr, device_id=None, claims=None):
         self.sock = sock
@@ -522,19 +558,24 @@ class DeviceSocket:
         self.send_lock = threading.RLock()
         self.hub = dispatcher.hub(dbname)
         # Before the first subscribe, a subscriber of nothing: it carries
-        # the close codes (revocation, shutdown) to the writer.
-        self.subscriber = fanout.Subscriber(0, ())
-        self.switched = threading.Event()
+        # the close codes (revocation, shutdown) to the worker.
+        self.subscriber = fanout.Subscriber(0, (), notify=self._wake)
         self.watch = None
         self.connection_id = None
         self.slot = None
         self.closing = False
-        self.dropped = None  # the close code of a drop from another thread
-        self.writer = None
-        self.last_received = time.monotonic()
+        self.released = False
+        self.dropped = None  # the close code of a drop from another greenlet
+        self.watcher = None  # the event-loop watcher of the parked socket
+        self.worker = None  # the greenlet at work, when there is one
+        self.ping_due = False
+        self.last_received = self.last_sent = time.monotonic()
 
     # --------------------------------------------------------------- serve
     def serve(self):
+        """Authenticate, take the device's slot, park (the request's
+        greenlet then returns)."""
+        parked = False
         try:
             if self.claims is None:
                 self.sock.settimeout(limits.WS_AUTH_TIMEOUT)
@@ -552,22 +593,62 @@ class DeviceSocket:
                     return
             else:
                 self._send_authenticated()
-            # Also bounds every send: a client that stops reading is dropped.
-            self.sock.settimeout(limits.WS_SEND_TIMEOUT)
-            if not self._opened():
-                return
-            self.writer = threading.Thread(
-                target=self._write_loop, daemon=True, name=f"{__name__}.Writer"
-            )
-            self.writer.start()
+            if self._opened() and not self.closing:
+                self._park()
+                parked = True
+        except ws.ProtocolError as exc:
+            self.close(exc.code, exc.reason)
+        except (ws.ConnectionClosed, OSError):
+            self.closing = True
+        except Exception:
+            _logger.exception("POS API channel: WebSocket error")
+            self.close(1011, "internal error")
+        finally:
+            if not parked:
+                self._release()
+
+    def _park(self):
+        """Take the descriptor from the WSGI server (which closes its own
+        socket object once this greenlet returns) and watch it."""
+        fd = self.sock.detach()
+        self.sock = socket.socket(fileno=fd)  # gevent's, cooperative: sends
+        self.sock.settimeout(limits.WS_SEND_TIMEOUT)
+        no_delay(self.sock)
+        # Reads take what has arrived (the descriptor is non-blocking under
+        # gevent): a partial frame stays in the reader's buffer.
+        self.reader.sock = _Arrived(fd)
+        self.watcher = gevent.get_hub().loop.io(fd, 1)
+        self.watch.tick = self._tick
+        self._wake()  # frames that came with the handshake's answer
+
+    def _wake(self):
+        """Something to do (from the event loop, the dispatcher or the hub,
+        never blocking): start a greenlet unless one works already."""
+        if self.watcher is None or self.worker is not None or self.released:
+            return
+        self.watcher.stop()
+        self.worker = gevent.spawn(self._work)
+
+    def _work(self):
+        try:
             while not self.closing:
-                message = self._next_text()
+                if self.dropped is not None:
+                    self.close(self.dropped, events.CLOSE_CODES.get(self.dropped, ""))
+                    break
+                if self._send_queued():
+                    break
+                try:
+                    message = self._next_text()
+                except BlockingIOError:
+                    if self.subscriber.pending() or self.ping_due or self.dropped is not None:
+                        continue
+                    break  # nothing arrived, nothing queued: park again
                 if message is None:
-                    return
+                    break
                 parsed = ws.parse_client_message(message)
                 if parsed["type"] == ws.AUTH:
                     if not self._authenticate(parsed["token"]):
-                        return
+                        break
                 else:
                     self._subscribe(parsed)
         except ws.ProtocolError as exc:
@@ -578,21 +659,41 @@ class DeviceSocket:
             _logger.exception("POS API channel: WebSocket error")
             self.close(1011, "internal error")
         finally:
-            self._release()
+            self.worker = None
+            if self.closing:
+                self._release()
+            else:
+                self.watcher.start(self._wake)
+
+    def _send_queued(self):
+        """Send the hub's events and a due ping; True once the connection is
+        to be closed (cut off, or its subscription replaced by nothing)."""
+        if self.ping_due:
+            self.ping_due = False
+            self._send(ws.encode_frame(ws.OP_PING, b""))
+        subscriber = self.subscriber
+        items, _cursor, closed = subscriber.drain()
+        for _seq, data in items:
+            self._send(ws.text_frame(data))
+        if closed is not None and subscriber is self.subscriber:
+            self.close(closed, events.CLOSE_CODES.get(closed, ""))
+            return True
+        return False
+
+    def _tick(self, now, ping_interval, idle_timeout):
+        """The dispatcher's sweep: a ping when nothing was sent for a ping
+        interval, a close when the client sent nothing for longer."""
+        if now - self.last_received > idle_timeout:
+            self.drop(events.CLOSE_GOING_AWAY)
+        elif now - self.last_sent >= ping_interval:
+            self.ping_due = True
+            self._wake()
 
     def _next_text(self):
         """The next text message, answering pings and closes on the way;
         None once the client closed."""
         while True:
-            try:
-                message = self.reader.read_message()
-            except TimeoutError:
-                if self.claims is None or self.closing:
-                    raise
-                if time.monotonic() - self.last_received > limits.WS_IDLE_TIMEOUT:
-                    self.close(events.CLOSE_GOING_AWAY, "no answer to pings")
-                    return None
-                continue
+            message = self.reader.read_message()
             self.last_received = time.monotonic()
             if message.opcode == ws.OP_TEXT:
                 return message.data
@@ -662,19 +763,18 @@ class DeviceSocket:
             )
             raise ws.ProtocolError(code, exc.code) from exc
         after = message["after"]
-        subscriber = fanout.Subscriber(self.config_id, rooms)
+        subscriber = fanout.Subscriber(self.config_id, rooms, notify=self._wake)
         previous, self.subscriber = self.subscriber, subscriber
-        previous.close(events.CLOSE_NORMAL)  # the writer moves on to the new one
+        previous.close(events.CLOSE_NORMAL)
         if self.dropped is not None:
             subscriber.close(self.dropped)
             return
-        # Held while attaching from memory: the writer may not push the ring's
-        # events before the acknowledgement.
-        with self.send_lock:
-            from_memory = after is not None and self.hub.attach_from_memory(subscriber, after)
-            if from_memory:
-                self._send_json(_subscribed(rooms, after, False))
-        if not from_memory:
+        # This greenlet alone sends the hub's events: none goes out before
+        # the acknowledgement and the catch-up.
+        from_memory = after is not None and self.hub.attach_from_memory(subscriber, after)
+        if from_memory:
+            self._send_json(_subscribed(rooms, after, False))
+        else:
             first = True
             cursor = after
             for _attempt in range(10):
@@ -698,42 +798,23 @@ class DeviceSocket:
                 _connection_model(env).browse(self.connection_id)._api_subscribed(rooms)
 
     # --------------------------------------------------------------- write
-    def _write_loop(self):
-        """Send what the hub queued for this connection, a ping when idle."""
-        try:
-            while True:
-                subscriber = self.subscriber
-                items, _cursor, closed = subscriber.take(limits.WS_PING_INTERVAL)
-                if self.dropped is not None:
-                    self.close(self.dropped, events.CLOSE_CODES.get(self.dropped, ""))
-                    return
-                for _seq, data in items:
-                    self._send(ws.text_frame(data))
-                if closed is not None:
-                    if subscriber is not self.subscriber:
-                        continue  # replaced by a new subscribe
-                    self.close(closed, events.CLOSE_CODES.get(closed, ""))
-                    return
-                if not items:
-                    self._send(ws.encode_frame(ws.OP_PING, b""))
-        except OSError:
-            self.closing = True
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-
     def _send(self, frame):
         with self.send_lock:
             self.sock.sendall(frame)
+            self.last_sent = time.monotonic()
 
     def _send_json(self, message):
         self._send(ws.text_frame(events.dumps(message)))
 
     def drop(self, code):
-        """Close from another thread (token revoked, server going away)."""
+        """Close from another greenlet (token revoked, server going away,
+        no answer to pings): the connection's own greenlet sends the close."""
         self.dropped = code
         self.subscriber.close(code)
-        if self.writer is None:
+        if self.watcher is None:
             self.close(code, events.CLOSE_CODES.get(code, ""))
+        else:
+            self._wake()
 
     def close(self, code, reason=""):
         """Send a close frame (once) and end the connection: the reader
@@ -747,6 +828,9 @@ class DeviceSocket:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _release(self):
+        if self.released:
+            return
+        self.released = True
         self.closing = True
         self.subscriber.close(events.CLOSE_NORMAL)
         if self.watch is not None:
@@ -756,8 +840,23 @@ class DeviceSocket:
         if self.connection_id:
             with contextlib.suppress(Exception), short_env(self.dbname) as env:
                 _connection_model(env).browse(self.connection_id)._api_close()
+        if self.watcher is not None:
+            self.watcher.close()
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class _Arrived:
+    """``recv`` of what a non-blocking descriptor holds now: BlockingIOError
+    when nothing has arrived."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def recv(self, size):
+        return os.read(self.fd, size)
 
 
 def _subscribed(rooms, after, resync):

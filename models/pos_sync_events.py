@@ -21,7 +21,7 @@ Events of an order:
 - ``kitchen.order_ready``: the lifecycle reached ``ready``;
 - ``table.updated``: the live state of a table changed (an order opened,
   left or closed at it, guests changed): free/occupied, open order ids,
-  guests.
+  guests; to every point of sale whose floors hold the table.
 
 Rooms: ``table:<t>`` (when at a table), ``session:<s>``, ``config:<c>``.
 Sessions give ``session.updated`` on creation and state changes; products
@@ -103,7 +103,7 @@ class PosSyncLog(models.Model):
         origins = tx.get("orders", {})  # as each order was when the transaction met it
         tx_payments = tx.get("payments", {})  # payments added in the transaction
         emitted = {}  # (model, id) -> types already written by this transaction
-        for event_type, res_model, res_id in tx.get("emitted", {}):
+        for _config_id, event_type, res_model, res_id in tx.get("emitted", {}):
             emitted.setdefault((res_model, res_id), set()).add(event_type)
         touched = dirty.get("orders", set())
         changed_fields = dirty.get("order_fields", {})
@@ -314,11 +314,17 @@ class PosSyncLog(models.Model):
             )
         )
         live = {row[0]: (row[1], row[2]) for row in self.env.cr.fetchall()}
-        records = self.env["restaurant.table"].browse(table_ids)
+        records = self.env["restaurant.table"].sudo().browse(table_ids)
         by_id = {table.id: table for table in records}
-        for (table_id, config), session_id in sorted(
-            tables.items(), key=lambda item: (item[0][0], item[0][1].id)
-        ):
+        # A floor may serve several points of sale: each sees the table's state.
+        targets = {}
+        for (table_id, config), session_id in tables.items():
+            targets[(table_id, config.id)] = (config, session_id)
+            for shared in by_id[table_id].floor_id.pos_config_ids:
+                targets.setdefault(
+                    (table_id, shared.id), (shared, shared.current_session_id.id or None)
+                )
+        for (table_id, _config_id), (config, session_id) in sorted(targets.items()):
             table = by_id[table_id]
             order_ids, guests = live.get(table_id, ([], 0))
             rooms = [events.room(events.TABLE, table_id)]

@@ -59,6 +59,7 @@ _PUBLISHERS = {}
 # them for ``pos.config._notify``, on configs that have a bus token: a POS
 # UI follows no other) and NOTIFYs the readers, delivered at commit. It
 # answers the configs advanced, their heads and the bus channels to wake.
+# Its NOTIFY carries the message of ``sync_wake.wake_message``.
 SEQUENCE_FUNCTION = """
 CREATE OR REPLACE FUNCTION pos_sync_log_sequence(lock_key bigint, notify_channel text,
                                                  bus_type text)
@@ -144,9 +145,7 @@ def _inline(env):
 
 def _in_fresh_transaction(registry, dbname, func):
     """Run ``func(env)`` in a new READ COMMITTED transaction of a real
-    cursor (never the test cursor: this runs after a real commit), commit
-    it, and return its result. READ COMMITTED, so that each statement after
-    the advisory lock sees every transaction committed before it."""
+    cursor (never the test cursor), commit it, and return its result."""
     with sql_db.db_connect(dbname).cursor() as cr:
         cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # The registry at hand: api.Environment would look it up (and wait
@@ -164,16 +163,17 @@ def _sequenced(rows):
 def sequence_committed(dbname):
     """Number what committed writers left pending, in a transaction of its
     own (one statement on this process's autocommit connection), then wake
-    the POS UI's bus and Redis. Returns the heads advanced."""
+    the devices' readers through Redis and the POS UI's bus. Returns the
+    heads advanced."""
     heads, channels = _sequenced(
         autocommit_connection.execute(dbname, SEQUENCE_CALL, SEQUENCE_ARGS)
     )
-    if channels:
-        _notify_bus(channels)
     if heads:
         redis_url = api_settings().redis_url
         if redis_url:
             _publish(redis_url, sync_wake.wake_message(dbname, heads))
+    if channels:
+        _notify_bus(channels)
     return heads
 
 
@@ -255,8 +255,8 @@ class PosSyncLog(models.Model):
         ``rooms``: most specific first; ``config:<id>`` is appended when
         missing. ``payload`` is bounded here (see the module docstring).
         The buffer is inserted at precommit, in one INSERT. ``merge``: one
-        event per (record, type) and transaction: an event of the same
-        record and type already written by this transaction (at a flush
+        event per (config, record, type) and transaction: an event of the
+        same config, record and type already written by this transaction (at a flush
         before a savepoint) is replaced instead of repeated."""
         if event_type not in events.EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
@@ -324,11 +324,12 @@ class PosSyncLog(models.Model):
 
     def _sync_log_write(self, rows):
         """One INSERT for the new rows; one UPDATE for rows replacing an
-        event of the same record and type written earlier in the transaction."""
+        event of the same point of sale, record and type written earlier in
+        the transaction."""
         emitted = self._sync_tx().setdefault("emitted", {})
         latest = {}
         for row in rows:
-            key = row[2], row[5], row[6]
+            key = row[0], row[2], row[5], row[6]
             latest[key if row[7] else len(latest)] = row
         replacing = [(emitted[key], row) for key, row in latest.items() if key in emitted]
         if replacing:
@@ -364,15 +365,15 @@ class PosSyncLog(models.Model):
                   FROM unnest(%s::int4[], %s::int4[], %s::text[], %s::text[], %s::text[],
                               %s::text[], %s::int4[]) WITH ORDINALITY AS u(c, co, t, r, p, m, i, n)
                  ORDER BY n
-                RETURNING id, event_type, res_model, res_id
+                RETURNING id, config_id, event_type, res_model, res_id
                 """,
                 *(list(column) for column in list(zip(*new))[:7]),
             )
         )
-        merged = {(row[2], row[5], row[6]) for row in new if row[7]}
-        for row_id, event_type, res_model, res_id in self.env.cr.fetchall():
-            if (event_type, res_model, res_id) in merged:
-                emitted[event_type, res_model, res_id] = row_id
+        merged = {(row[0], row[2], row[5], row[6]) for row in new if row[7]}
+        for row_id, *key in self.env.cr.fetchall():
+            if tuple(key) in merged:
+                emitted[tuple(key)] = row_id
 
     def _build_events(self, dirty):
         """Turn the marks of ``_sync_dirty`` into events (pos_sync_events.py)."""
@@ -384,9 +385,10 @@ class PosSyncLog(models.Model):
     def _sequence_pending(self):
         """Number every pending row visible to this transaction, on this
         transaction (tests, after ``cr.flush()``; a test cursor at precommit).
-        Returns the heads it advanced, {config_id: last_seq}. The bus and
-        NOTIFY wake-ups are delivered at this transaction's commit; after a
-        real commit, :func:`sequence_committed` is the path."""
+        Returns the heads it advanced, {config_id: last_seq}. The readers'
+        NOTIFY is delivered at this transaction's commit; the bus rows are
+        written but its websockets are not woken (``NOTIFY imbus``), nor is
+        Redis: after a real commit, :func:`sequence_committed` is the path."""
         self.env.cr.execute(SEQUENCE_CALL, SEQUENCE_ARGS)
         heads, _channels = _sequenced(self.env.cr.fetchall())
         return heads

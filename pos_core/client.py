@@ -514,7 +514,7 @@ class EventClient:
         backoff: Backoff = DEFAULT_BACKOFF,
         timeout: float = 10.0,
         longpoll_timeout: int = 25,
-        read_timeout: float = 2 * limits.WS_PING_INTERVAL + 10,
+        read_timeout: float = limits.WS_IDLE_TIMEOUT,
         rand: Callable[[], float] = random.random,
     ):
         if transport not in TRANSPORTS:

@@ -61,7 +61,10 @@ class Subscriber:
     ``cursor`` is the highest seq of the point of sale it has been given or
     could skip (no room of its own): a long-poll answers it as ``last_seq``.
     ``stop_when_full`` (long-poll): a full buffer stops the intake, the
-    cursor staying at the last event taken, instead of cutting off."""
+    cursor staying at the last event taken, instead of cutting off.
+    ``notify``, when given, is called (under the hub's lock, so it must not
+    block) whenever there is something to take: a WebSocket parked with no
+    greenlet of its own is woken by it instead of waiting on :meth:`take`."""
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class Subscriber:
         max_bytes: int = limits.WS_SEND_BUFFER_BYTES,
         max_items: int | None = None,
         stop_when_full: bool = False,
+        notify: Callable[[], None] | None = None,
     ):
         self.config_id = config_id
         self.rooms = frozenset(rooms)
@@ -83,12 +87,17 @@ class Subscriber:
         self._items: deque[tuple[int, bytes]] = deque()
         self._size = 0
         self._ready = threading.Event()
+        self._notify = notify
         self._hub: Hub | None = None
 
     def take(self, timeout: float | None) -> tuple[list[tuple[int, bytes]], int, int | None]:
         """Wait up to ``timeout`` seconds for events: ``(items, cursor,
         closed)``, items being ``(seq, envelope JSON)`` in seq order."""
         self._ready.wait(timeout)
+        return self.drain()
+
+    def drain(self) -> tuple[list[tuple[int, bytes]], int, int | None]:
+        """:meth:`take` without waiting."""
         hub = self._hub
         lock = hub._lock if hub is not None else threading.Lock()
         with lock:
@@ -100,6 +109,15 @@ class Subscriber:
                 self._ready.set()  # every later take returns at once
             return items, self.cursor, self.closed
 
+    def pending(self) -> bool:
+        """Whether a :meth:`drain` would return events or a close code."""
+        return bool(self._items) or self.closed is not None
+
+    def _signal(self):
+        self._ready.set()
+        if self._notify is not None:
+            self._notify()
+
     def close(self, code: int = events.CLOSE_NORMAL):
         """Detach and wake whoever waits on :meth:`take` (from any thread)."""
         hub = self._hub
@@ -107,7 +125,7 @@ class Subscriber:
             hub.detach(self, code)
         else:
             self.closed = code if self.closed is None else self.closed
-            self._ready.set()
+            self._signal()
 
     # called under the hub's lock
     def _deliver(self, event: Event, room: str) -> bool:
@@ -121,12 +139,12 @@ class Subscriber:
                 self._items.clear()
                 self._size = 0
                 self.closed = events.CLOSE_RESYNC
-            self._ready.set()
+            self._signal()
             return False
         self._items.append((event.seq, data))
         self._size += len(data)
         self.cursor = event.seq
-        self._ready.set()
+        self._signal()
         return True
 
 
@@ -194,10 +212,16 @@ class Hub:
         ``cursor``."""
         with self._lock:
             followed = self._followed.get(subscriber.config_id)
-            if followed is None or not followed.subscribers:
-                # Nobody followed it: the dispatcher did not read it, the
-                # ring and head are stale. Start from the subscriber's read.
+            if followed is None:
                 followed = self._followed[subscriber.config_id] = _Followed(cursor, self.ring_size)
+            elif not followed.subscribers and followed.head < cursor:
+                # Followed by nobody lately (between two long-polls): the
+                # dispatcher kept reading it, but the subscriber's read is
+                # newer. Its ring would have a gap: start it afresh. (When
+                # the hub is ahead instead, its ring holds what the
+                # subscriber's read missed: a wake-up read meanwhile.)
+                followed.head = cursor
+                followed.ring.clear()
             if not self._catch_up(subscriber, followed, cursor):
                 if not followed.subscribers:
                     del self._followed[subscriber.config_id]
@@ -250,7 +274,7 @@ class Hub:
             self._unregister(subscriber)
             if code is not None and subscriber.closed is None:
                 subscriber.closed = code
-            subscriber._ready.set()
+            subscriber._signal()
 
     def _unregister(self, subscriber: Subscriber):
         followed = self._followed.get(subscriber.config_id)

@@ -56,7 +56,15 @@ WS_SEEN_INTERVAL = 60  # seconds
 WS_STALE_AFTER = 5 * WS_SEEN_INTERVAL  # seconds
 WS_CLEANUP_BATCH = 5000  # rows one cron run deletes before it reports progress
 WS_SEND_TIMEOUT = 10  # seconds a send to a client may block before the connection is dropped
-WS_IDLE_TIMEOUT = 2 * WS_PING_INTERVAL + 10  # seconds without a frame (a pong) from a live client
+
+
+def idle_timeout(ping_interval: int) -> int:
+    """Seconds without a frame (a pong) from a live client: two pings missed."""
+    return 2 * ping_interval + 10
+
+
+WS_IDLE_TIMEOUT = idle_timeout(WS_PING_INTERVAL)
+WS_SWEEP_INTERVAL = 5  # seconds between two sweeps of the idle sockets (pings, idle timeouts)
 WS_RING_EVENTS = 1024  # latest events kept in memory per point of sale, per process
 DISPATCH_TICK = 1.0  # seconds: the dispatcher's longest sleep (backstops, rechecks)
 DISPATCH_BACKSTOP_INTERVAL = 5  # seconds between two head checks / orphan sequencings

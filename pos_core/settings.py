@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from . import limits
+
 ENV_PREFIX = "POS_API_"
 
 _CAST = {"int": int, "float": float, "str": str}
@@ -39,6 +41,15 @@ class Settings:
     # Where the audit chain heads (and an uninstall's export of the trail)
     # are written; empty: <data_dir>/point_of_sale_api/<database>.
     audit_dir: str = ""
+    # WebSocket keep-alive, to fit the proxies in front: a ping after this
+    # many seconds with nothing sent; a close after ws_idle_timeout seconds
+    # with nothing received (0: limits.idle_timeout of the ping interval).
+    ws_ping_interval: int = limits.WS_PING_INTERVAL
+    ws_idle_timeout: int = 0
+
+    @property
+    def ws_idle_seconds(self) -> int:
+        return self.ws_idle_timeout or limits.idle_timeout(self.ws_ping_interval)
 
 
 @dataclass(frozen=True)

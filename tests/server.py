@@ -93,15 +93,16 @@ class OwnServerMixin:
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-        self.addCleanup(self._stop_server)
+        self.addCleanup(self._stop_server, self.server)
         base = f"http://127.0.0.1:{port}{API}"
         self._wait_healthy(base)
         self.gevent_base = f"http://127.0.0.1:{gevent_port}{API}"
         self._wait_healthy(self.gevent_base)
         return base
 
-    def _stop_server(self):
-        server = self.server
+    def _stop_server(self, server=None):
+        """Stop ``server`` (default: the last one started)."""
+        server = server or self.server
         # The group: the master, its HTTP workers and the gevent process.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)

@@ -18,6 +18,7 @@ import socket
 import tempfile
 import threading
 import time
+import unittest.mock
 import urllib.error
 import urllib.request
 import uuid
@@ -116,6 +117,16 @@ class DeviceSocket:
         with contextlib.suppress(OSError):
             self.sock.sendall(ws.close_frame(events.CLOSE_NORMAL, mask=True))
         self.sock.close()
+
+
+def _control(client, opcode, timeout):
+    """The next frame of ``opcode``, the others skipped (pings unanswered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        message = client.reader.read_message()
+        if message.opcode == opcode:
+            return message
 
 
 @tagged("post_install", "-at_install")
@@ -498,6 +509,129 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertEqual((answer["status"], answer["body"]["events"]), (200, []))
         status, body = self._get(self.gevent_base, "/events", self.token, timeout=0)
         self.assertEqual((status, body["error"]["code"]), (401, "token_revoked"))
+
+    def test_idle_sockets_are_pinged_timed_out_and_read_in_pieces(self):
+        """A subscribed socket waits with no greenlet of its own: the
+        dispatcher's sweep pings it and closes it when its client answers
+        nothing; what arrives, in pieces or not, is read once it is there."""
+        self._start(env={"POS_API_WS_PING_INTERVAL": "1", "POS_API_WS_IDLE_TIMEOUT": "4"})
+        start = self._head()
+        client = self._connect()
+        # A subscribe in two writes, apart: read whole, once complete.
+        frame = ws.text_frame(json.dumps({"type": "subscribe", "after": start}), mask=True)
+        client.send_raw(frame[:5])
+        time.sleep(0.5)
+        client.send_raw(frame[5:])
+        self.assertEqual(client.recv()["type"], ws.SUBSCRIBED)
+        # The client's ping is answered with its payload.
+        client.send_raw(ws.encode_frame(ws.OP_PING, b"are you there", mask=True))
+        self.assertEqual(_control(client, ws.OP_PONG, 5).data, b"are you there")
+        # A client that answers the pings stays connected past the idle timeout.
+        received = []
+        reader = threading.Thread(target=lambda: received.extend(client.events_until(start + 1)))
+        reader.start()
+        # A client that never answers is pinged, then closed.
+        quiet = self._connect()
+        self._subscribed(quiet, None, start)
+        subscribed_at = time.monotonic()
+        _control(quiet, ws.OP_PING, 4)
+        self.assertLess(time.monotonic() - subscribed_at, 3.5)
+        closed = _control(quiet, ws.OP_CLOSE, 10)
+        waited = time.monotonic() - subscribed_at
+        self.assertEqual(ws.parse_close(closed.data)[0], events.CLOSE_GOING_AWAY)
+        self.assertGreater(waited, 4)
+        self.assertLess(waited, 8)
+        time.sleep(1)
+        last = self._emit(1)
+        reader.join(TIMEOUT)
+        self.assertEqual([e["seq"] for e in received], [last])
+
+    def test_reauth_expiry_and_every_room_kind_over_tcp(self):
+        """A fresh token of the same device extends an open socket; another
+        device's is refused; a token that expires while connected drops it;
+        session, table and station rooms deliver their events only."""
+        self._start()
+        with self._cursor() as env:
+            config = env["pos.config"].browse(self.config_id)
+            session_id = config.current_session_id.id
+            station = env["pos.api.printer"].create(
+                {"name": "Test channel grill", "host": "127.0.0.1", "config_ids": config.ids}
+            )
+            station_id = station.id
+        self.addCleanup(self._drop_printer, station_id)
+        start = self._head()
+        rooms = {
+            "session": f"session:{session_id}",
+            "table": f"table:{self.table_ids[0]}",
+            "station": f"station:{station_id}",
+        }
+        _kitchen_id, kitchen_token = self._device("kitchen")
+        clients = {"session": self._connect(), "table": self._connect()}
+        clients["station"] = self._connect(token=kitchen_token)
+        for kind, client in clients.items():
+            self._subscribed(client, [rooms[kind]], start)
+        # Re-authentication with a fresh token of the same device.
+        with self._cursor() as env:
+            fresh = env["pos.api.device"].browse(self.waiter_id)._sign_pair().access_token
+        clients["table"].send_json({"type": "auth", "token": fresh})
+        self.assertEqual(clients["table"].recv()["type"], ws.AUTHENTICATED)
+        for kind in ("station", "session", "table"):
+            self._emit(1, rooms=[rooms[kind]])
+        last = self._emit(1, rooms=[rooms["table"], rooms["station"]])
+        expected = {
+            "session": [start + 2],
+            "table": [start + 3, last],
+            "station": [start + 1, last],
+        }
+        for kind, client in clients.items():
+            got = client.events_until(last if kind != "session" else start + 2)
+            self.assertEqual([e["seq"] for e in got], expected[kind], kind)
+            self.assertEqual({e["room"] for e in got} - {rooms[kind]}, set(), kind)
+        # Another device's token on an open socket: refused.
+        clients["table"].send_json({"type": "auth", "token": kitchen_token})
+        self.assertEqual(clients["table"].recv(), ("close", events.CLOSE_POLICY))
+        # A token that expires while connected: dropped at the next re-check.
+        ttl = {"POS_API_ACCESS_TOKEN_TTL": "3"}
+        with unittest.mock.patch.dict(os.environ, ttl), self._cursor() as env:
+            short = env["pos.api.device"].browse(self.waiter_id)._sign_pair().access_token
+        expiring = self._connect(token=short)
+        self._subscribed(expiring, None, last)
+        self.assertEqual(
+            expiring.recv(3 + limits.TOKEN_RECHECK_INTERVAL + 3),
+            ("close", events.CLOSE_UNAUTHORIZED),
+        )
+
+    def _drop_printer(self, printer_id):
+        with self._cursor() as env:
+            env["pos.api.printer"].browse(printer_id).unlink()
+
+    def test_two_servers_sharing_the_database(self):
+        """As behind a load balancer: an order created through one server
+        reaches the devices of the other, and a device moving from one to
+        the other resumes with no gap and no duplicate."""
+        base_a = self._start()
+        start = self._head()
+        on_a = self._connect()
+        self._subscribed(on_a, None, start)
+        self._start()  # server B: self.gevent_port is now its
+        on_b = self._connect()
+        self._subscribed(on_b, None, start)
+        order = self._post_order(base_a)
+        seen_a = on_a.events_until(self._head())
+        seen_b = on_b.events_until(seen_a[-1]["seq"])
+        self.assertEqual([e["seq"] for e in seen_a], [e["seq"] for e in seen_b])
+        self.assertIn(order["id"], [e["payload"].get("id") for e in seen_b])
+        # The device on A moves to B, from the last seq it saw.
+        on_a.close()
+        missed = self._emit(3)
+        moved = self._connect()
+        self._subscribed(moved, None, seen_a[-1]["seq"])
+        live = self._emit(1)
+        self.assertEqual(
+            [e["seq"] for e in moved.events_until(live)],
+            list(range(seen_a[-1]["seq"] + 1, live + 1)),
+        )
+        self.assertEqual(live, missed + 1)
 
     def test_with_redis_down_the_channel_wakes_through_postgresql(self):
         """Redis configured but unreachable: the dispatcher listens to

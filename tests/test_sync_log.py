@@ -9,7 +9,6 @@ would. Retention and the backstop run with ``pos_sync_log_inline`` so that
 they work on this transaction instead of a fresh one."""
 
 import contextlib
-import json
 import uuid
 
 from odoo import fields
@@ -87,6 +86,33 @@ class SyncLogCase(PosApiCommon):
 
 @tagged("post_install", "-at_install")
 class TestSyncLogEvents(SyncLogCase):
+    def test_a_table_on_a_shared_floor_updates_every_point_of_sale(self):
+        # From the config's side: a floor whose point of sale has an open
+        # session refuses to be written itself.
+        bar = self.env["pos.config"].create(
+            {
+                "name": "Terrace bar",
+                "module_pos_restaurant": True,
+                "floor_ids": [(4, self.table.floor_id.id)],
+            }
+        )
+        # The floor's side of the same relation table is cached on its own.
+        self.table.floor_id.invalidate_recordset(["pos_config_ids"])
+        order = self._api_order(table_id=self.table.id, customer_count=2)
+        rows = self._events()
+        tables = {row["config_id"]: row for row in rows if row["type"] == "table.updated"}
+        self.assertEqual(set(tables), {self.config.id, bar.id})
+        # The bar has no open session: no session room.
+        self.assertEqual(tables[bar.id]["rooms"], f"table:{self.table.id},config:{bar.id}")
+        for row in tables.values():
+            self.assertEqual(
+                {key: row["payload"][key] for key in ("id", "occupied", "order_ids", "guests")},
+                {"id": self.table.id, "occupied": True, "order_ids": [order.id], "guests": 2},
+            )
+        self.assertEqual(
+            [row["config_id"] for row in rows if row["type"] != "table.updated"], [self.config.id]
+        )
+
     def test_api_order_at_a_table(self):
         order = self._api_order(table_id=self.table.id, customer_count=3)
         rows = self._events()
@@ -384,12 +410,12 @@ class TestSyncLogReadAndKeep(SyncLogCase):
         bus_since = self.env.cr.fetchone()[0]
         order = self._api_order(table_id=self.table.id)
         rows = self._events()
-        messages = self.env["bus.bus"].sudo().search([("id", ">", bus_since)], order="id")
         token = self.config.access_token
+        # As the POS UI's websocket reads its channel: the bus matches the
+        # channel's JSON text exactly.
         relayed = [
-            json.loads(message.message)
-            for message in messages
-            if json.loads(message.channel)[1] == token
+            notification["message"]
+            for notification in self.env["bus.bus"]._poll([token], last=bus_since)
         ]
         self.assertEqual(
             [message["type"] for message in relayed], [f"{token}-{BUS_NOTIFICATION}"] * 2

@@ -171,3 +171,52 @@ def test_slots_cap_connections_per_device():
     assert not hub.acquire("device:1", 2)
     hub.release("device:1")
     assert hub.acquire("device:1", 2)
+
+
+def test_a_parked_subscriber_is_notified_and_drained_without_waiting():
+    """A WebSocket parked with no greenlet learns of its events through
+    ``notify`` (called under the hub's lock) and drains them at once."""
+    hub = fanout.Hub()
+    calls = []
+    subscriber = fanout.Subscriber(1, ["config:1"], notify=lambda: calls.append("notified"))
+    assert hub.attach(subscriber, 0)
+    assert calls == [] and not subscriber.pending()
+    started = time.monotonic()
+    assert subscriber.drain() == ([], 0, None)
+    assert time.monotonic() - started < 0.5
+    hub.publish(1, [_event(1), _event(2, ("table:9",))])
+    assert calls == ["notified"] and subscriber.pending()  # one call for its one event
+    items, cursor, closed = subscriber.drain()
+    assert (_seqs(items), cursor, closed) == ([1], 2, None)
+    assert not subscriber.pending()
+    subscriber.close(events.CLOSE_RESYNC)
+    assert calls == ["notified", "notified"] and subscriber.pending()
+    assert subscriber.drain() == ([], 2, events.CLOSE_RESYNC)
+    hub.publish(1, [_event(3)])
+    assert len(calls) == 2  # detached: no more events, no more calls
+
+
+def test_events_read_while_nobody_followed_reach_the_next_subscriber():
+    """Between two long-polls nobody follows the point of sale, but the
+    dispatcher still reads its wake-ups; a subscriber whose own read
+    finished before such a read gets those events from the ring."""
+    hub = fanout.Hub()
+    first = fanout.Subscriber(1, ["config:1"])
+    assert hub.attach(first, 0)
+    hub.publish(1, [_event(1)])
+    first.close()  # answered: nobody follows now
+    assert hub.heads() == {1: 1}  # still read on wake-ups
+    hub.publish(1, [_event(2)])  # a wake-up read after the next poll's own read
+    second = fanout.Subscriber(1, ["config:1"])
+    assert hub.attach(second, 1)  # that read saw up to 1
+    items, cursor, _closed = second.take(0)
+    assert (_seqs(items), cursor) == ([2], 2)
+    # A subscriber whose read is ahead of the hub starts the ring afresh.
+    second.close()
+    third = fanout.Subscriber(1, ["config:1"])
+    assert hub.attach(third, 5)
+    assert hub.heads() == {1: 5}
+    hub.publish(1, [_event(seq) for seq in (4, 5, 6)])
+    items, cursor, _closed = third.take(0)
+    assert (_seqs(items), cursor) == ([6], 6)
+    assert not hub.attach_from_memory(fanout.Subscriber(1, ["config:1"]), 3)  # no gap served

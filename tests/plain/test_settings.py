@@ -13,3 +13,10 @@ def test_environment_overrides_the_config_section():
 def test_empty_values_keep_defaults():
     settings = load_settings({"jwt_secret": ""}, {"POS_API_ACCESS_TOKEN_TTL": ""})
     assert settings == Settings()
+
+
+def test_websocket_idle_timeout_follows_the_ping_interval_unless_set():
+    assert Settings().ws_idle_seconds == 2 * Settings().ws_ping_interval + 10
+    assert load_settings({"ws_ping_interval": "5"}, {}).ws_idle_seconds == 20
+    settings = load_settings({"ws_ping_interval": "5"}, {"POS_API_WS_IDLE_TIMEOUT": "7"})
+    assert (settings.ws_ping_interval, settings.ws_idle_seconds) == (5, 7)
