@@ -5,7 +5,8 @@ does not, and after commit the tiered cache drops what was bumped, in every
 process (real Redis).
 
 The test cursor never commits: ``cr.flush()`` runs the precommit hooks (the
-bump), and the post-commit hook registered by the bump is called by hand."""
+bump), and the post-commit hook registered by the bump is called by hand;
+the last case commits and rolls back real transactions instead."""
 
 import contextlib
 import functools
@@ -13,12 +14,13 @@ import time
 import uuid
 from unittest import SkipTest, mock
 
-from odoo import Command
+from odoo import Command, api
+from odoo.tests import TransactionCase, tagged
 
 from ..models import pos_api_cache_version as cache_version
 from ..models.pos_api_device import api_settings
 from ..pos_core.cache import L1, L3, MENU, PRODUCTS, SETTINGS, TieredCache
-from .common import PosApiCommon
+from .common import DEMO_CONFIG_XMLID, PosApiCommon, PosApiFactories
 
 
 class Rollback(Exception):
@@ -315,3 +317,66 @@ class CacheInvalidationCase(PosApiCommon):
         while not cache.listener.connected and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertTrue(cache.listener.connected, "its listener is subscribed")
+
+
+@tagged("post_install", "-at_install")
+class CommittedCacheVersionCase(PosApiFactories, TransactionCase):
+    """Real transactions (cursors of their own, committed): what a commit,
+    a rollback and an older snapshot see. Committed data is restored."""
+
+    def setUp(self):
+        super().setUp()
+        self.admin_id = self.env.ref("base.user_admin").id
+        with self._cursor() as env:
+            self.config_id = env.ref(DEMO_CONFIG_XMLID).id
+            self.product_id = self._menu_product(env).id
+            self.price = self._menu_product(env).list_price
+        self.addCleanup(self._set_price, self.price)
+
+    @contextlib.contextmanager
+    def _cursor(self):
+        with self.registry.cursor() as cr:
+            yield api.Environment(cr, self.admin_id, {})
+
+    def _menu_product(self, env):
+        config = env.ref(DEMO_CONFIG_XMLID)
+        return env["product.product"].search(
+            [*config._get_available_product_domain(), ("type", "!=", "combo")], limit=1
+        )
+
+    def _set_price(self, price):
+        with self._cursor() as env:
+            env["product.product"].browse(self.product_id).product_tmpl_id.list_price = price
+
+    def _menu(self, env):
+        menu = env["pos.config"].browse(self.config_id)._api_menu()
+        (price,) = env["pos.order"]._api_menu_unit_prices(menu, [(self.product_id, 1.0, [])])
+        return menu, price
+
+    def test_commit_rollback_and_snapshots(self):
+        key = cache_version.cache_key(self.env.cr.dbname, self.config_id)
+        shared = cache_version.tiered_cache()
+        if shared.listener is not None:  # (L1 is flushed when it subscribes)
+            deadline = time.monotonic() + 5
+            while not shared.listener.connected and time.monotonic() < deadline:
+                time.sleep(0.02)
+        shared.fetch(MENU, key, lambda: b"menu")
+        self.assertIsNotNone(shared.l1.get(MENU, key))
+        with self._cursor() as before:
+            old_menu, old_price = self._menu(before)  # this snapshot predates the write
+            self._set_price(self.price + 10)  # committed: post-commit invalidation
+            self.assertIsNone(shared.l1.get(MENU, key), "dropped from L1 after the commit")
+            with self._cursor() as after:
+                menu, price = self._menu(after)
+            self.assertAlmostEqual(price, old_price + 10)
+            self.assertIsNot(menu["products"], old_menu["products"])
+            self.assertAlmostEqual(self._menu(before)[1], old_price, "its own snapshot's menu")
+        with self._cursor() as env:
+            env["product.product"].browse(self.product_id).product_tmpl_id.list_price = 1000.0
+            env.cr.flush()  # bumped, then rolled back
+            env.cr.rollback()
+        with self._cursor() as env:
+            menu_again, price_again = self._menu(env)
+        with self._cursor() as env:
+            self.assertIs(self._menu(env)[0]["products"], menu_again["products"], "no rebuild")
+        self.assertAlmostEqual(price_again, old_price + 10, "the rollback changed nothing")
