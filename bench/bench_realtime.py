@@ -393,6 +393,13 @@ def open_files_limit(pid: int) -> int:
     return 0
 
 
+def stock_socket_bound() -> int:
+    """The most stock WebSockets (three descriptors each: the socket and a
+    notification pair) the gevent process can hold under this machine's
+    file limit, in thousands, 1,024 descriptors kept for the rest."""
+    return (open_files_limit(os.getpid()) - 1024) // 3 // 1000 * 1000
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -593,12 +600,16 @@ def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
     rss_before = rss_kib(gevent_pid) if gevent_pid else None
     fds_before = open_files(gevent_pid) if gevent_pid else None
     per_socket = args.fds_per_connection.get(side)
+    asked = count
     if gevent_pid and per_socket:
+        # At the largest size (in thousands) the descriptors left allow.
         limit = open_files_limit(gevent_pid)
-        if fds_before + per_socket * count > limit - 256:
+        fits = int((limit - 256 - fds_before) / per_socket) // 1000 * 1000
+        count = min(count, fits)
+        if count <= 0:
             return {
                 "available": False,
-                "reason": f"{count} sockets need about {round(per_socket * count)} descriptors "
+                "reason": f"{asked} sockets need about {round(per_socket * asked)} descriptors "
                 f"in the gevent process ({per_socket} each, measured at the previous "
                 f"size), over its limit of {limit} on this machine",
             }
@@ -948,8 +959,8 @@ def orchestrate(args) -> int:
             results["idle"] = []
             for side in sides:
                 n = scale["fanout"][-1]
-                if side == "stock":  # three descriptors per stock socket
-                    n = min(n, (open_files_limit(os.getpid()) - 1024) // 3 // 1000 * 1000)
+                if side == "stock":
+                    n = min(n, stock_socket_bound())
                 log(f"idle: {n} {side} WebSockets on a fresh server")
                 try:
                     entry = idle(

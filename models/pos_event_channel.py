@@ -577,25 +577,36 @@ class DeviceSocket:
         greenlet then returns)."""
         parked = False
         try:
-            if self.claims is None:
-                self.sock.settimeout(limits.WS_AUTH_TIMEOUT)
-                try:
-                    message = self._next_text()
-                except TimeoutError:
-                    self.close(events.CLOSE_POLICY, "no auth message in time")
-                    return
-                if message is None:
-                    return
-                parsed = ws.parse_client_message(message)
-                if parsed["type"] != ws.AUTH:
-                    raise ws.ProtocolError(events.CLOSE_POLICY, "authenticate first")
-                if not self._authenticate(parsed["token"]):
-                    return
-            else:
-                self._send_authenticated()
-            if self._opened() and not self.closing:
-                self._park()
-                parked = True
+            with self._ending_on_errors():
+                if self.claims is None:
+                    self.sock.settimeout(limits.WS_AUTH_TIMEOUT)
+                    try:
+                        message = self._next_text()
+                    except TimeoutError:
+                        self.close(events.CLOSE_POLICY, "no auth message in time")
+                        return
+                    if message is None:
+                        return
+                    parsed = ws.parse_client_message(message)
+                    if parsed["type"] != ws.AUTH:
+                        raise ws.ProtocolError(events.CLOSE_POLICY, "authenticate first")
+                    if not self._authenticate(parsed["token"]):
+                        return
+                else:
+                    self._send_authenticated()
+                if self._opened() and not self.closing:
+                    self._park()
+                    parked = True
+        finally:
+            if not parked:
+                self._release()
+
+    @contextlib.contextmanager
+    def _ending_on_errors(self):
+        """What ends the connection: a protocol error (closed with its
+        code), the peer gone, or a fault of ours (1011)."""
+        try:
+            yield
         except ws.ProtocolError as exc:
             self.close(exc.code, exc.reason)
         except (ws.ConnectionClosed, OSError):
@@ -603,9 +614,6 @@ class DeviceSocket:
         except Exception:
             _logger.exception("POS API channel: WebSocket error")
             self.close(1011, "internal error")
-        finally:
-            if not parked:
-                self._release()
 
     def _park(self):
         """Take the descriptor from the WSGI server (which closes its own
@@ -631,33 +639,27 @@ class DeviceSocket:
 
     def _work(self):
         try:
-            while not self.closing:
-                if self.dropped is not None:
-                    self.close(self.dropped, events.CLOSE_CODES.get(self.dropped, ""))
-                    break
-                if self._send_queued():
-                    break
-                try:
-                    message = self._next_text()
-                except BlockingIOError:
-                    if self.subscriber.pending() or self.ping_due or self.dropped is not None:
-                        continue
-                    break  # nothing arrived, nothing queued: park again
-                if message is None:
-                    break
-                parsed = ws.parse_client_message(message)
-                if parsed["type"] == ws.AUTH:
-                    if not self._authenticate(parsed["token"]):
+            with self._ending_on_errors():
+                while not self.closing:
+                    if self.dropped is not None:
+                        self.close(self.dropped, events.CLOSE_CODES.get(self.dropped, ""))
                         break
-                else:
-                    self._subscribe(parsed)
-        except ws.ProtocolError as exc:
-            self.close(exc.code, exc.reason)
-        except (ws.ConnectionClosed, OSError):
-            self.closing = True
-        except Exception:
-            _logger.exception("POS API channel: WebSocket error")
-            self.close(1011, "internal error")
+                    if self._send_queued():
+                        break
+                    try:
+                        message = self._next_text()
+                    except BlockingIOError:
+                        if self.subscriber.pending() or self.ping_due or self.dropped is not None:
+                            continue
+                        break  # nothing arrived, nothing queued: park again
+                    if message is None:
+                        break
+                    parsed = ws.parse_client_message(message)
+                    if parsed["type"] == ws.AUTH:
+                        if not self._authenticate(parsed["token"]):
+                            break
+                    else:
+                        self._subscribe(parsed)
         finally:
             self.worker = None
             if self.closing:
