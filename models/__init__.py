@@ -1,6 +1,5 @@
 from . import (
     pos_api_authorization,
-    pos_api_cache_version,
     pos_api_device,
     pos_api_device_events,
     pos_api_idempotency,

@@ -5,20 +5,27 @@ from odoo.tools import float_repr
 
 from ..pos_core import billing
 from ..pos_core.cache import VersionedLRU
-from . import pos_api_cache_version as cache_version
 
-# Per worker process: what an order needs to know of a point of sale's menu,
-# a Python snapshot (Decimals, engine taxes, prices filled as orders ask for
-# them), checked against the database's version stamps on every call.
+# Per worker process: what an order needs to know of a point of sale's menu.
 _MENU_CACHE = VersionedLRU(max_entries=64)
 
-# One statement, a few rows of an index whatever the catalog's size: the
-# menu's version (the stamps of its namespaces, pos_api_cache_version.py)
-# and the open session, which is never cached.
-_MENU_STATE_SQL = """
-    SELECT ARRAY(SELECT version FROM pos_api_cache_version
-                  WHERE namespace = ANY(%(namespaces)s) AND scope IN (0, %(config_id)s)
-                  ORDER BY namespace, scope),
+# Any change of these tables (a write bumps write_date, a delete the count)
+# gives the menu a new version; reading it is one query.
+_MENU_VERSION_SQL = """
+    SELECT (SELECT max(write_date) FROM product_template),
+           (SELECT max(write_date) FROM product_product),
+           (SELECT count(*) FROM product_product),
+           (SELECT max(write_date) FROM product_pricelist),
+           (SELECT max(write_date) FROM product_pricelist_item),
+           (SELECT count(*) FROM product_pricelist_item),
+           (SELECT max(write_date) FROM product_template_attribute_value),
+           (SELECT max(write_date) FROM account_tax),
+           (SELECT max(write_date) FROM account_fiscal_position),
+           (SELECT max(write_date) FROM pos_category),
+           (SELECT max(write_date) FROM pos_payment_method),
+           (SELECT max(write_date) FROM res_currency),
+           (SELECT max(write_date) FROM res_company),
+           (SELECT write_date FROM pos_config WHERE id = %(config_id)s),
            (SELECT id FROM pos_session WHERE config_id = %(config_id)s AND state = 'opened'
              ORDER BY id DESC LIMIT 1)
 """
@@ -35,30 +42,15 @@ class PosConfig(models.Model):
         """A plain snapshot of what orders of this point of sale are priced and
         taxed with: sellable products, their taxes after the default fiscal
         position (as engine taxes), attribute extras, payment methods,
-        currency and rounding. Cached per worker under the version stamps
-        it was built from, which committed writes to any of it bump (see
-        pos_api_cache_version.py): checking them is one query. The same
-        query gives the open session's id, which is not cached
-        (``open_session_id``)."""
+        currency and rounding. Cached per worker, rebuilt when any of it
+        changes anywhere. The same query gives the open session's id, which
+        is not cached (``open_session_id``)."""
         self.ensure_one()
-        version, session_id = self._api_menu_state()
+        self.env.cr.execute(_MENU_VERSION_SQL, {"config_id": self.id})
+        *version, session_id = self.env.cr.fetchone()
         key = (self.env.cr.dbname, self.id)
-        menu = _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
+        menu = _MENU_CACHE.get(key, tuple(version), self.sudo()._api_build_menu)
         return dict(menu, open_session_id=session_id)
-
-    def _api_menu_state(self):
-        """(menu version, open session id or None), in one statement. This
-        transaction's own changes not bumped yet are bumped first, so that a
-        menu built from them is keyed by stamps no other transaction sees
-        unless this one commits."""
-        self.ensure_one()
-        cache_version.bump_pending(self.env.cr)
-        self.env.cr.execute(
-            _MENU_STATE_SQL,
-            {"namespaces": list(cache_version.MENU_NAMESPACES), "config_id": self.id},
-        )
-        version, session_id = self.env.cr.fetchone()
-        return tuple(version), session_id
 
     def _api_build_menu(self):
         products = self.env["product.product"].search(
