@@ -17,6 +17,7 @@ of their own, opened and closed around one statement or two.
 """
 
 import contextlib
+import itertools
 import logging
 import os
 import selectors
@@ -45,6 +46,7 @@ REDIS_RETRY_SECONDS = 5
 REDIS_TIMEOUT = 5  # seconds: connect and socket timeout of the Redis subscriber
 BROADCAST_READ_ROWS = 5000  # rows one broadcast read fetches at most; it loops for more
 ORPHAN_SEQUENCER = "_sequence_orphans"  # the write side's backstop
+WORK_TURNS = 64  # frames a socket's greenlet reads in a row before it lets the others run
 
 stop_event = threading.Event()
 
@@ -569,7 +571,7 @@ class DeviceSocket:
         self.watcher = None  # the event-loop watcher of the parked socket
         self.worker = None  # the greenlet at work, when there is one
         self.ping_due = False
-        self.last_received = self.last_sent = time.monotonic()
+        self.last_received = self.last_ping = time.monotonic()
 
     # --------------------------------------------------------------- serve
     def serve(self):
@@ -619,7 +621,11 @@ class DeviceSocket:
         """Take the descriptor from the WSGI server (which closes its own
         socket object once this greenlet returns) and watch it."""
         fd = self.sock.detach()
-        self.sock = socket.socket(fileno=fd)  # gevent's, cooperative: sends
+        try:
+            self.sock = socket.socket(fileno=fd)  # gevent's, cooperative: sends
+        except OSError:
+            os.close(fd)
+            raise
         self.sock.settimeout(limits.WS_SEND_TIMEOUT)
         no_delay(self.sock)
         # Reads take what has arrived (the descriptor is non-blocking under
@@ -672,6 +678,7 @@ class DeviceSocket:
         to be closed (cut off, or its subscription replaced by nothing)."""
         if self.ping_due:
             self.ping_due = False
+            self.last_ping = time.monotonic()
             self._send(ws.encode_frame(ws.OP_PING, b""))
         subscriber = self.subscriber
         items, _cursor, closed = subscriber.drain()
@@ -683,18 +690,21 @@ class DeviceSocket:
         return False
 
     def _tick(self, now, ping_interval, idle_timeout):
-        """The dispatcher's sweep: a ping when nothing was sent for a ping
-        interval, a close when the client sent nothing for longer."""
+        """The dispatcher's sweep: a ping every ping interval, events or not
+        (a client that only listens sends nothing but its pongs), a close
+        when the client sent nothing for longer than the idle timeout."""
         if now - self.last_received > idle_timeout:
             self.drop(events.CLOSE_GOING_AWAY)
-        elif now - self.last_sent >= ping_interval:
+        elif now - self.last_ping >= ping_interval:
             self.ping_due = True
             self._wake()
 
     def _next_text(self):
         """The next text message, answering pings and closes on the way;
         None once the client closed."""
-        while True:
+        for turn in itertools.count(1):
+            if turn % WORK_TURNS == 0:
+                gevent.sleep(0)  # a client that keeps sending starves no one
             message = self.reader.read_message()
             self.last_received = time.monotonic()
             if message.opcode == ws.OP_TEXT:
@@ -803,7 +813,6 @@ class DeviceSocket:
     def _send(self, frame):
         with self.send_lock:
             self.sock.sendall(frame)
-            self.last_sent = time.monotonic()
 
     def _send_json(self, message):
         self._send(ws.text_frame(events.dumps(message)))

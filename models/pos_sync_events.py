@@ -320,7 +320,11 @@ class PosSyncLog(models.Model):
         targets = {}
         for (table_id, config), session_id in tables.items():
             targets[(table_id, config.id)] = (config, session_id)
-            for shared in by_id[table_id].floor_id.pos_config_ids:
+            for shared in by_id[table_id].floor_id.pos_config_ids.filtered(
+                lambda other, config=config: (
+                    other.company_id == config.company_id and other.module_pos_restaurant
+                )
+            ):
                 targets.setdefault(
                     (table_id, shared.id), (shared, shared.current_session_id.id or None)
                 )

@@ -119,6 +119,24 @@ class DeviceSocket:
         self.sock.close()
 
 
+def _envelopes_until(client, target, timeout):
+    """Envelopes until one reaches ``target[0]`` (set later by the test) or
+    the connection ends; pings answered."""
+    received, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target and received and received[-1]["seq"] >= target[0]:
+            break
+        try:
+            message = client.recv(0.5)
+        except TimeoutError:
+            continue
+        if isinstance(message, tuple):
+            break
+        if "seq" in message:
+            received.append(message)
+    return received
+
+
 def _control(client, opcode, timeout):
     """The next frame of ``opcode``, the others skipped (pings unanswered)."""
     deadline = time.monotonic() + timeout
@@ -526,9 +544,22 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         # The client's ping is answered with its payload.
         client.send_raw(ws.encode_frame(ws.OP_PING, b"are you there", mask=True))
         self.assertEqual(_control(client, ws.OP_PONG, 5).data, b"are you there")
+        # Events keep coming (a busy service): pings go out all the same,
+        # since a client that only listens sends nothing but its pongs.
+        stop = threading.Event()
+
+        def stream():
+            while not stop.wait(0.4):
+                self._emit(1)
+
+        emitter = threading.Thread(target=stream)
+        emitter.start()
+        self.addCleanup(stop.set)
         # A client that answers the pings stays connected past the idle timeout.
-        received = []
-        reader = threading.Thread(target=lambda: received.extend(client.events_until(start + 1)))
+        received, target = [], []
+        reader = threading.Thread(
+            target=lambda: received.extend(_envelopes_until(client, target, 40))
+        )
         reader.start()
         # A client that never answers is pinged, then closed.
         quiet = self._connect()
@@ -544,9 +575,15 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertGreater(waited, 4)
         self.assertLess(waited, 10)
         time.sleep(1)
-        last = self._emit(1)
+        stop.set()
+        emitter.join(TIMEOUT)
+        last = self._head()
+        target.append(last)
         reader.join(TIMEOUT)
-        self.assertEqual([e["seq"] for e in received], [last])
+        seqs = [e["seq"] for e in received]
+        self.assertGreater(len(seqs), 10)
+        self.assertEqual(seqs, list(range(start + 1, start + 1 + len(seqs))))
+        self.assertEqual(seqs[-1], last, "the listening client was dropped mid-stream")
 
     def test_reauth_expiry_and_every_room_kind_over_tcp(self):
         """A fresh token of the same device extends an open socket; another
