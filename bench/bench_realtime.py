@@ -393,11 +393,11 @@ def open_files_limit(pid: int) -> int:
     return 0
 
 
-def stock_socket_bound() -> int:
-    """The most stock WebSockets (three descriptors each: the socket and a
-    notification pair) the gevent process can hold under this machine's
-    file limit, in thousands, 1,024 descriptors kept for the rest."""
-    return (open_files_limit(os.getpid()) - 1024) // 3 // 1000 * 1000
+def sockets_that_fit(limit: int, in_use: int, per_socket: float) -> int:
+    """How many sockets, in thousands, the descriptors left under ``limit``
+    hold at ``per_socket`` each (stock's WebSocket takes three: the socket
+    and a notification pair)."""
+    return int((limit - in_use) / per_socket) // 1000 * 1000
 
 
 def rss_kib(pid: int) -> int:
@@ -604,8 +604,7 @@ def fanout(server, writer, *, py, args, side, count, stmt_log, fixture) -> dict:
     if gevent_pid and per_socket:
         # At the largest size (in thousands) the descriptors left allow.
         limit = open_files_limit(gevent_pid)
-        fits = int((limit - 256 - fds_before) / per_socket) // 1000 * 1000
-        count = min(count, fits)
+        count = min(count, sockets_that_fit(limit, fds_before + 256, per_socket))
         if count <= 0:
             return {
                 "available": False,
@@ -960,7 +959,7 @@ def orchestrate(args) -> int:
             for side in sides:
                 n = scale["fanout"][-1]
                 if side == "stock":
-                    n = min(n, stock_socket_bound())
+                    n = min(n, sockets_that_fit(open_files_limit(os.getpid()), 1024, 3))
                 log(f"idle: {n} {side} WebSockets on a fresh server")
                 try:
                     entry = idle(

@@ -22,6 +22,12 @@ class PosApiEventsController(PosApiController):
         return super()._authenticate(route)
 
     @staticmethod
+    def _socket():
+        """The request's TCP socket (gevent's WSGI server puts it in the
+        environ, as Odoo's bus uses it)."""
+        return request.httprequest._HTTPRequest__environ["socket"]
+
+    @staticmethod
     def _claims(device):
         """The claims of the request's (already verified) access token."""
         token = request.httprequest.headers["Authorization"].partition(" ")[2].strip()
@@ -56,7 +62,7 @@ class PosApiEventsController(PosApiController):
                 retry_after=1,
                 details={"limit": limits.MAX_CONNECTIONS_PER_DEVICE},
             )
-        channel.no_delay(request.httprequest._HTTPRequest__environ.get("socket"))
+        channel.no_delay(self._socket())
         # The body waits once Odoo has committed and closed the request's
         # cursor (Request._transactioning returns before the WSGI server
         # iterates the body): a waiting long-poll holds no cursor.
@@ -77,7 +83,7 @@ class PosApiEventsController(PosApiController):
             error = PosApiError(exc.message, code="bad_handshake")
             error.status = exc.status
             raise error from exc
-        sock = request.httprequest._HTTPRequest__environ["socket"]
+        sock = self._socket()
         claims = self._claims(device) if device is not None else None
         session = channel.DeviceSocket(
             sock,

@@ -41,8 +41,8 @@ class Settings:
     # Where the audit chain heads (and an uninstall's export of the trail)
     # are written; empty: <data_dir>/point_of_sale_api/<database>.
     audit_dir: str = ""
-    # WebSocket keep-alive, to fit the proxies in front: a ping after this
-    # many seconds with nothing sent; a close after ws_idle_timeout seconds
+    # WebSocket keep-alive, to fit the proxies in front: a ping every this
+    # many seconds; a close after ws_idle_timeout seconds
     # with nothing received (0: limits.idle_timeout of the ping interval).
     ws_ping_interval: int = limits.WS_PING_INTERVAL
     ws_idle_timeout: int = 0
