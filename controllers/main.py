@@ -13,6 +13,7 @@ from odoo.exceptions import AccessError, MissingError, UserError, ValidationErro
 from odoo.http import Response, request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
+from ..models import pos_menu_document
 from ..models.pos_api_device import api_settings
 from ..models.pos_payment_audit import REQUEST_DEVICE_ATTRIBUTE
 from ..pos_core import api_spec, billing, limits, ratelimit, tokens
@@ -442,6 +443,76 @@ class PosApiController(http.Controller):
     @endpoint("order_invoice")
     def order_invoice(self, device, body, order_id):
         return self._transition(device, body, order_id, "invoice")
+
+    # ------------------------------------------------------------------
+    # catalog: menu, availability, floors, settings
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _not_modified(etag):
+        """Whether the request's If-None-Match names ``etag``."""
+        header = request.httprequest.headers.get("If-None-Match")
+        if not etag or not header:
+            return False
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+        return etag in tags or "*" in tags
+
+    def _document(self, etag, data, compressed=False):
+        """A pre-serialised JSON document with its ETag; 304 when the device
+        holds it already."""
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": "no-cache",
+            "Vary": "Accept-Encoding",
+        }
+        if self._not_modified(etag):
+            return Response(status=304, headers=headers)
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        return Response(data, status=200, headers=headers)
+
+    @endpoint("menu")
+    def menu(self, device, body, **_query):
+        query = s.MenuQuery.model_validate(dict(request.httprequest.args))
+        config = device.config_id.with_env(request.env)
+        etag = config._api_menu_etag()
+        if self._not_modified(etag):
+            return self._document(etag, b"")
+        if query.since and query.since != etag:
+            changes = config._api_menu_changes(query.since, etag) if etag else None
+            if changes is not None:
+                return self._document(etag, pos_menu_document.dumps(_dump(s.MenuOut, changes)))
+        wrapped = request.httprequest._HTTPRequest__wrapped
+        gzip_ok = wrapped.accept_encodings["gzip"] > 0
+        etag, data = config._api_menu_bytes(etag, compressed=gzip_ok)
+        return self._document(etag, data, compressed=gzip_ok)
+
+    @endpoint("product_availability")
+    def product_availability(self, device, body, product_id):
+        menu = device.config_id._api_menu()
+        if product_id not in menu["products"]:
+            raise NotFound(
+                "No such product on this point of sale's menu.",
+                details={"product_id": product_id},
+            )
+        template_id = menu["products"][product_id]["template_id"]
+        request.env["product.template"].browse(template_id)._api_set_availability(body.available)
+        return 200, _dump(
+            s.AvailabilityOut,
+            {"product_id": product_id, "template_id": template_id, "available": body.available},
+        )
+
+    @endpoint("floors")
+    def floors(self, device, body):
+        document = device.config_id.with_env(request.env)._api_floors_document()
+        data = pos_menu_document.dumps(_dump(s.FloorsOut, document))
+        return self._document("f" + pos_menu_document.etag_of(data), data)
+
+    @endpoint("pos_config")
+    def pos_config(self, device, body):
+        document = device.config_id.with_env(request.env)._api_config_document(device)
+        data = pos_menu_document.dumps(_dump(s.PosConfigOut, document))
+        return self._document("c" + pos_menu_document.etag_of(data), data)
 
     @http.route(
         ["/pos_api/v1/<path:unknown>"], type="http", auth="none", csrf=False, save_session=False

@@ -1,5 +1,6 @@
 from . import (
     pos_api_authorization,
+    pos_api_cache_version,
     pos_api_device,
     pos_api_device_events,
     pos_api_idempotency,
@@ -7,6 +8,7 @@ from . import (
     pos_config,
     pos_config_menu,
     pos_event_channel,
+    pos_menu_document,
     pos_order,
     pos_order_api,
     pos_order_payment_api,
@@ -16,4 +18,5 @@ from . import (
     pos_sync_events,
     pos_sync_log,
     pos_websocket_connection,
+    product_availability,
 )

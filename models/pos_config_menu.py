@@ -4,31 +4,14 @@ from odoo import models
 from odoo.tools import float_repr
 
 from ..pos_core import billing
+from ..pos_core import settings as settings_engine
 from ..pos_core.cache import VersionedLRU
+from .pos_api_cache_version import menu_version
 
-# Per worker process: what an order needs to know of a point of sale's menu.
-_MENU_CACHE = VersionedLRU(max_entries=64)
-
-# Any change of these tables (a write bumps write_date, a delete the count)
-# gives the menu a new version; reading it is one query.
-_MENU_VERSION_SQL = """
-    SELECT (SELECT max(write_date) FROM product_template),
-           (SELECT max(write_date) FROM product_product),
-           (SELECT count(*) FROM product_product),
-           (SELECT max(write_date) FROM product_pricelist),
-           (SELECT max(write_date) FROM product_pricelist_item),
-           (SELECT count(*) FROM product_pricelist_item),
-           (SELECT max(write_date) FROM product_template_attribute_value),
-           (SELECT max(write_date) FROM account_tax),
-           (SELECT max(write_date) FROM account_fiscal_position),
-           (SELECT max(write_date) FROM pos_category),
-           (SELECT max(write_date) FROM pos_payment_method),
-           (SELECT max(write_date) FROM res_currency),
-           (SELECT max(write_date) FROM res_company),
-           (SELECT write_date FROM pos_config WHERE id = %(config_id)s),
-           (SELECT id FROM pos_session WHERE config_id = %(config_id)s AND state = 'opened'
-             ORDER BY id DESC LIMIT 1)
-"""
+# Per worker process: what an order needs to know of a point of sale's menu,
+# under its version (pos_api_cache_version); the TTL bounds what a bump lost
+# with a dying process could leave stale.
+_MENU_CACHE = VersionedLRU(max_entries=64, max_age=settings_engine.CacheSettings().cache_ttl_menu)
 
 
 def _dec(value, digits):
@@ -46,10 +29,12 @@ class PosConfig(models.Model):
         changes anywhere. The same query gives the open session's id, which
         is not cached (``open_session_id``)."""
         self.ensure_one()
-        self.env.cr.execute(_MENU_VERSION_SQL, {"config_id": self.id})
-        *version, session_id = self.env.cr.fetchone()
-        key = (self.env.cr.dbname, self.id)
-        menu = _MENU_CACHE.get(key, tuple(version), self.sudo()._api_build_menu)
+        version, session_id = menu_version(self.env.cr, self.id)
+        if version is None:
+            menu = self.sudo()._api_build_menu()
+        else:
+            key = (self.env.cr.dbname, self.id)
+            menu = _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
         return dict(menu, open_session_id=session_id)
 
     def _api_build_menu(self):
@@ -67,6 +52,7 @@ class PosConfig(models.Model):
                 "name": product.display_name,
                 "template_id": product.product_tmpl_id.id,
                 "tax_ids": tuple(taxes.ids),
+                "sold_out": product.product_tmpl_id.api_sold_out,
                 "taxes": tax_model._api_engine_taxes(mapped, engine_taxes),
             }
         attributes = self.env["product.template.attribute.value"].search(

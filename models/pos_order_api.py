@@ -309,6 +309,12 @@ class PosOrder(models.Model):
                     code="unknown_product",
                     details={"product_id": data.product_id},
                 )
+            if products[data.product_id]["sold_out"]:
+                raise Conflict(
+                    f"Product {data.product_id} is sold out.",
+                    code="product_sold_out",
+                    details={"product_id": data.product_id},
+                )
             template_id = products[data.product_id]["template_id"]
             if any(
                 menu["attributes"].get(value_id, (None,))[0] != template_id

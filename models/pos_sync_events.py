@@ -25,14 +25,14 @@ Events of an order:
 
 Rooms: ``table:<t>`` (when at a table), ``session:<s>``, ``config:<c>``.
 Sessions give ``session.updated`` on creation and state changes; products
-whose POS availability or price changed give one ``menu.updated`` per point
-of sale of their company.
+whose POS availability, price or sold-out state ("86") changed give one
+``menu.updated`` per point of sale of their company.
 """
 
 import functools
 
 from odoo import api, models
-from odoo.tools import SQL, float_repr
+from odoo.tools import float_repr
 
 from ..pos_core import events, limits
 from ..pos_core import lifecycle as lc
@@ -56,7 +56,15 @@ SILENT_FIELDS = frozenset(
     }
 )
 MENU_FIELDS = frozenset(
-    {"available_in_pos", "list_price", "lst_price", "active", "taxes_id", "pos_categ_ids"}
+    {
+        "available_in_pos",
+        "list_price",
+        "lst_price",
+        "active",
+        "taxes_id",
+        "pos_categ_ids",
+        "api_sold_out",
+    }
 )
 
 
@@ -299,21 +307,8 @@ class PosSyncLog(models.Model):
     def _build_table_events(self, tables):
         """``table.updated`` with the table's live state: one query for all
         tables of the transaction."""
-        order_model = self.env["pos.order"]
-        order_model.flush_model(["table_id", "state", "customer_count"])
         table_ids = sorted({table_id for table_id, _config in tables})
-        self.env.cr.execute(
-            SQL(
-                """
-                SELECT table_id, array_agg(id ORDER BY id), COALESCE(sum(customer_count), 0)
-                  FROM pos_order
-                 WHERE table_id = ANY(%s) AND state = 'draft'
-                 GROUP BY table_id
-                """,
-                table_ids,
-            )
-        )
-        live = {row[0]: (row[1], row[2]) for row in self.env.cr.fetchall()}
+        live = self.env["restaurant.table"]._api_live_state(table_ids)
         records = self.env["restaurant.table"].sudo().browse(table_ids)
         by_id = {table.id: table for table in records}
         # A floor may serve several points of sale: each sees the table's state.
@@ -330,7 +325,6 @@ class PosSyncLog(models.Model):
                 )
         for (table_id, _config_id), (config, session_id) in sorted(targets.items()):
             table = by_id[table_id]
-            order_ids, guests = live.get(table_id, ([], 0))
             rooms = [events.room(events.TABLE, table_id)]
             if session_id:
                 rooms.append(events.room(events.SESSION, session_id))
@@ -342,9 +336,7 @@ class PosSyncLog(models.Model):
                     "id": table_id,
                     "table_number": table.table_number,
                     "floor_id": table.floor_id.id,
-                    "occupied": bool(order_ids),
-                    "order_ids": order_ids,
-                    "guests": guests,
+                    **live[table_id],
                 },
                 table,
                 merge=True,
@@ -405,10 +397,20 @@ class PosSyncLog(models.Model):
             )
             if not mine:
                 continue
-            product_ids = mine.with_context(active_test=False).product_variant_ids.ids
-            payload = {"template_ids": mine.ids, "product_ids": product_ids}
+            variants = mine.with_context(active_test=False).product_variant_ids
+            product_ids = variants.ids
+            payload = {
+                "template_ids": mine.ids,
+                "product_ids": product_ids,
+                "sold_out_product_ids": variants.filtered("product_tmpl_id.api_sold_out").ids,
+            }
             if max(len(product_ids), len(mine)) > limits.SYNC_LOG_MAX_MENU_IDS:
-                payload = {"template_ids": [], "product_ids": [], "truncated": True}
+                payload = {
+                    "template_ids": [],
+                    "product_ids": [],
+                    "sold_out_product_ids": [],
+                    "truncated": True,
+                }
             self._emit(config, events.MENU_UPDATED, [], payload, config, merge=True)
 
 

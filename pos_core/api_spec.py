@@ -22,6 +22,7 @@ PREFIX = "/pos_api/v1"
 ALL_ROLES = frozenset({"cashier", "waiter", "kitchen", "manager"})
 ORDER_WRITERS = frozenset({"cashier", "waiter", "manager"})
 PAYERS = frozenset({"cashier", "waiter", "manager"})  # a kitchen device never takes money
+CATALOG_EDITORS = frozenset({"manager", "kitchen"})  # who 86es a product
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,41 @@ ROUTES: tuple[Route, ...] = (
         status=101,
         websocket=True,
         tags=("events",),
+    ),
+    Route(
+        "menu",
+        "GET",
+        "/menu",
+        "The point of sale's menu (ETag, gzip; since=<version> for its changes)",
+        s.MenuOut,
+        query=(("since", "string", "A version (ETag) the device holds: only what changed"),),
+        tags=("catalog",),
+    ),
+    Route(
+        "product_availability",
+        "POST",
+        "/products/{product_id}/availability",
+        "86 a product, or bring it back (managers and the kitchen)",
+        s.AvailabilityOut,
+        request=s.AvailabilityIn,
+        roles=CATALOG_EDITORS,
+        tags=("catalog",),
+    ),
+    Route(
+        "floors",
+        "GET",
+        "/floors",
+        "The floor plan with each table's live state (ETag)",
+        s.FloorsOut,
+        tags=("catalog",),
+    ),
+    Route(
+        "pos_config",
+        "GET",
+        "/config",
+        "The device's point of sale: currency, payment methods, rules, stations (ETag)",
+        s.PosConfigOut,
+        tags=("catalog",),
     ),
     *(
         Route(

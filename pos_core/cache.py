@@ -81,26 +81,39 @@ L1, L2, L3 = "l1", "l2", "l3"
 
 class VersionedLRU:
     """Entries rebuilt when the version their caller passes changes (the
-    order path reads its menu version from the database)."""
+    order path reads its menu version from the database), or once they are
+    ``max_age`` seconds old (None: never)."""
 
-    def __init__(self, max_entries: int = 64):
+    def __init__(
+        self,
+        max_entries: int = 64,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+        self.max_age = max_age
+        self.clock = clock
+        self._entries: OrderedDict[Hashable, tuple[Hashable, float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Hashable, version: Hashable, build: Callable[[], Any]) -> Any:
+        now = self.clock()
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == version:
+            if (
+                entry is not None
+                and entry[0] == version
+                and (self.max_age is None or now - entry[1] < self.max_age)
+            ):
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return entry[1]
+                return entry[2]
             self.misses += 1
         value = build()  # outside the lock: building may query the database
         with self._lock:
-            self._entries[key] = (version, value)
+            self._entries[key] = (version, now, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -138,8 +151,13 @@ class _Request:
     ttl: float
     loader: Loader
     generation: tuple[int, int]
+    stable: bool = False
     local: dict[str, Entry | None] = field(default_factory=dict)
     results: dict[str, Hit] = field(default_factory=dict)
+
+    def outage_ttl(self, outage_ttl: float) -> float | None:
+        """How long a value loaded while Redis cannot be asked stays in L1."""
+        return None if self.stable else outage_ttl
 
     def put(
         self, l1: BoundedLRU, key: str, value: bytes, version: str | None, ttl: float | None = None
@@ -217,18 +235,30 @@ class TieredCache:
         loader: Callable[[], bytes | None],
         *,
         validate: bool = True,
+        stable: bool = False,
     ) -> Hit:
         """One key: ``loader()`` returns its value (bytes) or None."""
-        return self.fetch_many(namespace, [key], lambda _keys: {key: loader()}, validate=validate)[
-            key
-        ]
+        return self.fetch_many(
+            namespace, [key], lambda _keys: {key: loader()}, validate=validate, stable=stable
+        )[key]
 
     def fetch_many(
-        self, namespace: str, keys: Iterable[str], loader: Loader, *, validate: bool = True
+        self,
+        namespace: str,
+        keys: Iterable[str],
+        loader: Loader,
+        *,
+        validate: bool = True,
+        stable: bool = False,
     ) -> dict[str, Hit]:
         """Several keys of one namespace: their tokens and the L2 values are
         read in one round trip, the loader is called once for all the keys
-        neither L1 nor L2 had, and its values are written back in one more."""
+        neither L1 nor L2 had, and its values are written back in one more.
+
+        ``stable``: each key names one value that never changes (its caller
+        puts the version of what it was built from in the key): an L1 hit
+        is served without asking Redis, and stays in L1 for the namespace's
+        TTL during an outage too."""
         keys = list(dict.fromkeys(keys))
         if RESERVED_KEYS.intersection(keys):
             raise ValueError(f"{sorted(RESERVED_KEYS)} are reserved, not cache keys")
@@ -238,10 +268,11 @@ class TieredCache:
             loader,
             # Taken first: an invalidation landing after this refuses our L1 puts.
             self.l1.generation(namespace),
+            stable=stable,
         )
         request.local = {key: self.l1.get(namespace, key, count=False) for key in keys}
         results = request.results
-        if not validate and self._listening():
+        if stable or (not validate and self._listening()):
             for key, entry in request.local.items():
                 if entry is not None:
                     results[key] = Hit(entry.value, entry.version, L1)
@@ -312,7 +343,7 @@ class TieredCache:
             if value is None:
                 continue
             if written is _UNAVAILABLE:
-                request.put(self.l1, key, value, None, self.outage_ttl)
+                request.put(self.l1, key, value, None, request.outage_ttl(self.outage_ttl))
             elif written[key]:
                 self._count(l2_bytes_written=len(value))
                 request.put(self.l1, key, value, token)
@@ -333,7 +364,7 @@ class TieredCache:
             value = loaded.get(key)
             request.results[key] = Hit(value, None, L3)
             if value is not None:
-                request.put(self.l1, key, value, None, self.outage_ttl)
+                request.put(self.l1, key, value, None, request.outage_ttl(self.outage_ttl))
 
     def _load(self, loader: Loader, keys: list[str]) -> dict[str, bytes | None]:
         loaded = dict(loader(list(keys)))

@@ -396,3 +396,181 @@ class EventsOut(Output):
     resync: bool = Field(
         description="Fetch afresh (past retention or unknown cursor), then resume."
     )
+
+
+# ------------------------------------------------------------ catalog
+
+
+class CurrencyOut(Output):
+    id: int
+    name: str
+    symbol: str
+    decimal_places: int
+    rounding: str | None = None
+
+
+class MenuCategoryOut(Output):
+    id: int
+    name: str
+    parent_id: int | None
+    sequence: int
+
+
+class MenuAttributeValueOut(Output):
+    id: int = Field(description="product.template.attribute.value id, for attribute_value_ids")
+    name: str
+    price_extra: str
+
+
+class MenuAttributeOut(Output):
+    id: int
+    name: str
+    display_type: str
+    create_variant: str
+    values: list[MenuAttributeValueOut]
+
+
+class MenuProductOut(Output):
+    id: int
+    template_id: int
+    name: str
+    default_code: str | None
+    barcode: str | None
+    category_ids: list[int]
+    price: str = Field(description="Unit price for one, under the pricelist, taxes as configured")
+    tax_ids: list[int]
+    attributes: list[MenuAttributeOut]
+    available: bool = Field(description="False while sold out (86)")
+    sequence: int
+
+
+class MenuTaxOut(Output):
+    id: int
+    name: str
+    amount_type: str
+    amount: str
+    price_include: bool
+
+
+class ComboItemOut(Output):
+    product_id: int
+    extra_price: str
+
+
+class ComboChoiceOut(Output):
+    id: int
+    name: str
+    items: list[ComboItemOut]
+
+
+class MenuComboOut(Output):
+    id: int
+    name: str
+    price: str
+    orderable: bool
+    choices: list[ComboChoiceOut]
+
+
+class MenuOut(Output):
+    """The whole menu, or with ``since`` its changes (``full: false``):
+    each section's items added or changed, and ``deleted_<section>`` ids."""
+
+    version: str = Field(description="The ETag; pass it as since= to get changes")
+    config_id: int
+    full: bool = True
+    since: str | None = None
+    currency: CurrencyOut
+    pricelist_id: int | None
+    fiscal_position_id: int | None
+    categories: list[MenuCategoryOut]
+    products: list[MenuProductOut]
+    taxes: list[MenuTaxOut]
+    combos: list[MenuComboOut]
+    deleted_categories: list[int] = []
+    deleted_products: list[int] = []
+    deleted_taxes: list[int] = []
+    deleted_combos: list[int] = []
+
+
+class MenuQuery(Input):
+    since: str | None = Field(None, max_length=64, pattern=r"^m[0-9a-f]{32}$")
+
+
+class AvailabilityIn(Input):
+    available: bool
+
+
+class AvailabilityOut(Output):
+    product_id: int
+    template_id: int
+    available: bool
+
+
+class TablePositionOut(Output):
+    h: float
+    v: float
+    width: float
+    height: float
+
+
+class TableOut(Output):
+    id: int
+    table_number: int
+    seats: int
+    shape: str
+    position: TablePositionOut
+    occupied: bool
+    order_ids: list[int]
+    guests: int
+    seated_at: str | None
+
+
+class FloorOut(Output):
+    id: int
+    name: str
+    sequence: int
+    tables: list[TableOut]
+
+
+class FloorsOut(Output):
+    config_id: int
+    floors: list[FloorOut]
+
+
+class PaymentMethodOut(Output):
+    id: int
+    name: str
+    type: str | None
+    is_cash: bool
+    terminal: str | None
+
+
+class CashRoundingOut(Output):
+    rounding: str
+    method: str
+    only_cash: bool
+
+
+class StationOut(Output):
+    id: int
+    name: str
+    category_ids: list[int]
+    room: str
+
+
+class PosConfigOut(Output):
+    config_id: int
+    name: str
+    company: dict
+    open_session_id: int | None
+    currency: CurrencyOut
+    tax_rounding: str
+    cash_rounding: CashRoundingOut | None
+    payment_methods: list[PaymentMethodOut]
+    tips: dict
+    discounts: dict
+    service_charge: dict
+    kitchen_flow: str
+    restaurant: bool
+    floor_ids: list[int]
+    stations: list[StationOut]

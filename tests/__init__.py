@@ -11,6 +11,7 @@ from . import (
     test_hostile_input,
     test_idempotency_scope,
     test_lifecycle,
+    test_menu_api,
     test_money_concurrency,
     test_money_safety,
     test_payment_audit,

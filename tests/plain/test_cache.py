@@ -38,6 +38,16 @@ def test_entries_are_rebuilt_when_the_version_changes():
     assert (cache.hits, cache.misses) == (1, 2)
 
 
+def test_entries_older_than_max_age_are_rebuilt_under_the_same_version():
+    clock = Clock()
+    cache = VersionedLRU(max_age=60, clock=clock)
+    assert cache.get("menu", 1, lambda: "a") == "a"
+    clock.advance(59)
+    assert cache.get("menu", 1, lambda: "b") == "a"
+    clock.advance(2)
+    assert cache.get("menu", 1, lambda: "c") == "c"
+
+
 def test_least_recently_used_entry_is_evicted():
     cache = VersionedLRU(max_entries=2)
     cache.get("a", 0, lambda: 1)
@@ -579,6 +589,31 @@ def test_without_redis_the_cache_is_l1_over_the_loader_with_the_outage_ttl():
     clock.advance(CacheSettings().cache_outage_ttl + 0.1)
     assert cache.fetch(MENU, "k", loader.one("k")).tier == L3
     assert len(loader.calls) == 2
+
+
+def test_stable_keys_stay_in_l1_without_redis_for_their_namespace_ttl():
+    clock = Clock()
+    cache = TieredCache(clock=clock)
+    loader = Loader(k="v")
+    assert cache.fetch(MENU, "k", loader.one("k"), stable=True).tier == L3
+    clock.advance(CacheSettings().cache_outage_ttl + 0.1)
+    assert cache.fetch(MENU, "k", loader.one("k"), stable=True).tier == L1
+    clock.advance(CacheSettings().cache_ttl_menu)
+    assert cache.fetch(MENU, "k", loader.one("k"), stable=True).tier == L3
+    assert len(loader.calls) == 2
+
+
+def test_a_stable_l1_hit_does_not_ask_redis(own_redis, make_cache):
+    cache = make_cache(own_redis.url, settings=OUTAGE)
+    loader = Loader(a="A")
+    assert cache.fetch(MENU, "a", loader.one("a"), stable=True).tier == L3
+    own_redis.stop()
+    started = time.monotonic()
+    hit = cache.fetch(MENU, "a", loader.one("a"), stable=True)
+    assert (hit.value, hit.tier) == (b"A", L1)
+    assert time.monotonic() - started < OUTAGE.cache_redis_timeout
+    assert cache.breaker.state == CLOSED  # nothing was asked of the stopped server
+    assert len(loader.calls) == 1
 
 
 # --------------------------------------------------------------- Redis outage

@@ -1,0 +1,265 @@
+"""The catalog routes: the menu (ETag, gzip, since), 86-ing a product,
+the floor plan with its live state and the point of sale's settings; and
+the menu's version, bumped by what the menu is built from only."""
+
+import json
+from decimal import Decimal
+
+from odoo.tests import tagged
+
+from ..models import pos_api_cache_version as cache_version
+from .common import API, PosApiHttpCommon
+
+
+@tagged("post_install", "-at_install")
+class TestMenuApi(PosApiHttpCommon):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.product = cls.env["product.product"].search(
+            [*cls.config._get_available_product_domain(), ("type", "!=", "combo")], limit=1
+        )
+
+    def _get(self, path, device=None, headers=None):
+        """(status, headers, raw body) of a GET."""
+        response = self.opener.get(
+            self.base_url() + API + path,
+            headers={
+                "Authorization": f"Bearer {self._token(device or self.waiter)}",
+                "Accept-Encoding": "identity",
+                **(headers or {}),
+            },
+            timeout=60,
+        )
+        return response.status_code, response.headers, response.content
+
+    def _menu(self, **headers):
+        status, response_headers, body = self._get("/menu", headers=headers)
+        self.assertEqual(status, 200, body)
+        return response_headers, json.loads(body)
+
+    def _item(self, menu, product):
+        return next(item for item in menu["products"] if item["id"] == product.id)
+
+    def test_menu_prices_are_what_orders_charge(self):
+        _headers, menu = self._menu()
+        self.assertEqual(menu["config_id"], self.config.id)
+        item = self._item(menu, self.product)
+        status, created = self._call(
+            "POST",
+            "/orders",
+            {
+                "uuid": "0f6d2a52-6a53-4a43-8a3c-6d1a1b0e0001",
+                "lines": [{"product_id": self.product.id, "qty": "1"}],
+            },
+            device=self.waiter,
+        )
+        self.assertEqual(status, 201, created)
+        self.assertEqual(
+            Decimal(item["price"]), Decimal(created["order"]["lines"][0]["price_unit"])
+        )
+        order_menu = self.config._api_menu()["products"][self.product.id]
+        self.assertEqual(tuple(item["tax_ids"]), tuple(tax.id for tax in order_menu["taxes"]))
+        self.assertTrue(item["available"])
+        self.assertLessEqual(set(item["tax_ids"]), {tax["id"] for tax in menu["taxes"]})
+        self.assertNotIn(
+            self.env["product.product"].search([("available_in_pos", "=", False)], limit=1).id,
+            {product["id"] for product in menu["products"]},
+        )
+
+    def test_etag_answers_304_and_changes_with_a_price(self):
+        headers, menu = self._menu()
+        etag = headers["ETag"]
+        self.assertEqual(etag.strip('"'), menu["version"])
+        status, again, body = self._get("/menu", headers={"If-None-Match": etag})
+        self.assertEqual((status, body), (304, b""))
+        self.assertEqual(again["ETag"], etag)
+        self.product.product_tmpl_id.list_price += 7
+        status, new_headers, body = self._get("/menu", headers={"If-None-Match": etag})
+        self.assertEqual(status, 200)
+        self.assertNotEqual(new_headers["ETag"], etag)
+        new_item = self._item(json.loads(body), self.product)
+        self.assertAlmostEqual(
+            float(new_item["price"]), float(self._item(menu, self.product)["price"]) + 7
+        )
+
+    def test_gzip_when_accepted(self):
+        _headers, plain = self._menu()
+        status, headers, body = self._get("/menu", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("Content-Encoding"), "gzip")
+        # (requests decodes it; the bytes on the wire are smaller)
+        self.assertEqual(json.loads(body), plain)
+        self.assertIn("Accept-Encoding", headers["Vary"])
+
+    def test_since_returns_changes_and_deletions(self):
+        _headers, menu = self._menu()
+        products = self._pos_products(2)
+        changed, gone = products
+        changed.product_tmpl_id.name = "Renamed for since"
+        gone.product_tmpl_id.available_in_pos = False
+        status, _headers, body = self._get(f"/menu?since={menu['version']}")
+        self.assertEqual(status, 200, body)
+        changes = json.loads(body)
+        self.assertFalse(changes["full"])
+        self.assertEqual(changes["since"], menu["version"])
+        self.assertEqual([item["id"] for item in changes["products"]], [changed.id])
+        self.assertEqual(changes["products"][0]["name"], "Renamed for since")
+        self.assertEqual(changes["deleted_products"], [gone.id])
+        # An unknown version: the whole menu; a malformed one: 422.
+        status, _headers, body = self._get("/menu?since=m" + "0" * 32)
+        self.assertEqual(status, 200)
+        self.assertTrue(json.loads(body)["full"])
+        for bad in ("x", "m" + "g" * 32, "m" + "0" * 40):
+            status, _headers, body = self._get(f"/menu?since={bad}")
+            self.assertEqual(status, 422, bad)
+            self.assertEqual(json.loads(body)["error"]["code"], "invalid_input")
+
+    def test_86_by_the_kitchen_reaches_menu_orders_and_events(self):
+        path = f"/products/{self.product.id}/availability"
+        status, body = self._call("POST", path, {"available": False}, device=self.waiter)
+        self.assertEqual(status, 403, body)
+        self.assertFalse(self.product.product_tmpl_id.api_sold_out)
+        status, body = self._call("POST", path, {"available": False}, device=self.kitchen)
+        self.assertEqual((status, body["available"]), (200, False), body)
+        self.assertTrue(self.product.product_tmpl_id.api_sold_out)
+        self.assertFalse(self._item(self._menu()[1], self.product)["available"])
+        status, body = self._call(
+            "POST",
+            "/orders",
+            {
+                "uuid": "0f6d2a52-6a53-4a43-8a3c-6d1a1b0e0002",
+                "lines": [{"product_id": self.product.id, "qty": "1"}],
+            },
+            device=self.waiter,
+        )
+        self.assertEqual((status, body["error"]["code"]), (409, "product_sold_out"))
+        event = self.env["pos.sync.log"].search(
+            [("config_id", "=", self.config.id), ("event_type", "=", "menu.updated")], limit=1
+        )
+        self.assertIn(self.product.id, event.payload["sold_out_product_ids"])
+        status, body = self._call("POST", path, {"available": True}, device=self.manager)
+        self.assertEqual(status, 200, body)
+        self.assertTrue(self._item(self._menu()[1], self.product)["available"])
+        # Not on this menu, bad bodies: refused, nothing changed.
+        other = self.env["product.product"].search([("available_in_pos", "=", False)], limit=1)
+        status, body = self._call(
+            "POST", f"/products/{other.id}/availability", {"available": False}, device=self.kitchen
+        )
+        self.assertEqual(status, 404, body)
+        self.assertFalse(other.product_tmpl_id.api_sold_out)
+        for bad in ({}, {"available": "maybe"}, {"available": False, "extra": 1}):
+            status, body = self._call("POST", path, bad, device=self.kitchen)
+            self.assertEqual(status, 422, bad)
+        self.assertFalse(self.product.product_tmpl_id.api_sold_out)
+
+    def test_floors_show_live_table_state(self):
+        status, headers, body = self._get("/floors")
+        self.assertEqual(status, 200, body)
+        floors = json.loads(body)["floors"]
+        self.assertEqual({floor["id"] for floor in floors}, set(self.config.floor_ids.ids))
+        table = self.config.floor_ids.table_ids.filtered("active")[:1]
+        before = next(t for f in floors for t in f["tables"] if t["id"] == table.id)
+        self.assertFalse(before["occupied"])
+        status, created = self._call(
+            "POST",
+            "/orders",
+            {
+                "uuid": "0f6d2a52-6a53-4a43-8a3c-6d1a1b0e0003",
+                "table_id": table.id,
+                "customer_count": 3,
+                "lines": [{"product_id": self.product.id, "qty": "1"}],
+            },
+            device=self.waiter,
+        )
+        self.assertEqual(status, 201, created)
+        status, again, body = self._get("/floors", headers={"If-None-Match": headers["ETag"]})
+        self.assertEqual(status, 200, "the table's state changed: a new ETag")
+        after = next(
+            t for f in json.loads(body)["floors"] for t in f["tables"] if t["id"] == table.id
+        )
+        self.assertEqual(after["order_ids"], [created["order"]["id"]])
+        self.assertEqual((after["occupied"], after["guests"]), (True, 3))
+        self.assertTrue(after["seated_at"])
+        status, _headers, body = self._get("/floors", headers={"If-None-Match": again["ETag"]})
+        self.assertEqual((status, body), (304, b""))
+
+    def test_config_document(self):
+        status, headers, body = self._get("/config", device=self.manager)
+        self.assertEqual(status, 200, body)
+        document = json.loads(body)
+        self.assertEqual(document["config_id"], self.config.id)
+        self.assertEqual(document["currency"]["name"], self.config.currency_id.name)
+        self.assertEqual(
+            {method["id"] for method in document["payment_methods"]},
+            set(self.config.payment_method_ids.ids),
+        )
+        self.assertEqual(document["kitchen_flow"], self.config.api_kitchen_flow)
+        self.assertIsNone(document["discounts"]["limit_percent"], "managers are exempt")
+        self.assertEqual(document["open_session_id"], self.session.id)
+        status, _headers, _body = self._get(
+            "/config", device=self.manager, headers={"If-None-Match": headers["ETag"]}
+        )
+        self.assertEqual(status, 304)
+        status, _headers, body = self._get("/config", device=self.waiter)
+        self.assertEqual(json.loads(body)["discounts"]["limit_percent"], 100.0)
+
+    def test_catalog_routes_need_a_device(self):
+        for path in ("/menu", "/floors", "/config"):
+            response = self.opener.get(self.base_url() + API + path, timeout=30)
+            self.assertEqual(response.status_code, 401, path)
+
+
+@tagged("post_install", "-at_install")
+class TestMenuVersion(PosApiHttpCommon):
+    """What moves the menu's version (bumped inline on the test cursor)."""
+
+    def _version(self):
+        return cache_version.menu_version(self.env.cr, self.config.id)[0]
+
+    def _assert_bumps(self, change, bumps=True):
+        before = self._version()
+        change()
+        self.env.flush_all()
+        self.assertEqual(self._version() != before, bumps)
+
+    def test_version_check_reads_no_catalog_table(self):
+        self._version()
+        with self.assertQueryCount(1):
+            self._version()
+        self.env.cr.execute(b"EXPLAIN (FORMAT JSON) " + self.env.cr._obj.query)
+        tables = set()
+
+        def walk(node):
+            tables.update(filter(None, [node.get("Relation Name")]))
+            for child in node.get("Plans", ()):
+                walk(child)
+
+        walk(self.env.cr.fetchone()[0][0]["Plan"])
+        self.assertEqual(
+            tables, {"pos_api_cache_version", "pos_session", "product_pricelist_item", "pos_config"}
+        )
+
+    def test_what_bumps_and_what_does_not(self):
+        product = self._pos_products(1)
+        method = self.env["pos.payment.method"].create({"name": "Cache test"})
+        other = self.env["pos.config"].search([("id", "!=", self.config.id)], limit=1)
+        self._assert_bumps(lambda: product.product_tmpl_id.write({"list_price": 3.5}))
+        self._assert_bumps(lambda: self.env["account.tax"].search([], limit=1).write({"name": "T"}))
+        self._assert_bumps(lambda: self.config.write({"api_kitchen_flow": "dine_in"}))
+        self._assert_bumps(lambda: method.write({"name": "Renamed method"}))
+        self._assert_bumps(lambda: product.write({"standard_price": 1.25}), bumps=False)
+        self._assert_bumps(lambda: method.write({"image": False}), bumps=False)
+        self._assert_bumps(lambda: other.write({"api_kitchen_flow": "dine_in"}), bumps=False)
+        self._assert_bumps(
+            lambda: self.env["res.partner"].create({"name": "Not on a menu"}), bumps=False
+        )
+
+    def test_order_path_menu_is_rebuilt_after_a_bump_only(self):
+        menu = self.config._api_menu()
+        self.assertIs(self.config._api_menu()["products"], menu["products"])
+        self.env["res.partner"].create({"name": "Not on a menu"}).write({"phone": "+32 2 555"})
+        self.assertIs(self.config._api_menu()["products"], menu["products"])
+        self._pos_products(1).product_tmpl_id.write({"name": "Rebuilt"})
+        self.env.flush_all()
+        self.assertIsNot(self.config._api_menu()["products"], menu["products"])
