@@ -16,4 +16,5 @@ from . import (
     pos_sync_events,
     pos_sync_log,
     pos_websocket_connection,
+    product_search,
 )
