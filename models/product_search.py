@@ -114,62 +114,73 @@ class PosConfig(models.Model):
         if query.is_empty():
             return []
         alias = Product._table
-        _template, _name, template_alias = Product._traverse_related_sql(
-            alias, Product._fields["name"], query
-        )
         unaccent = (
             self.env.registry.unaccent
             if self.env.registry.has_unaccent == FunctionStatus.INDEXABLE
             else lambda sql: sql
         )
         q = unaccent(SQL("%s", text))
+        template = SQL.identifier("t", "name")
+        # The expression of Odoo's index: every translation of the name.
+        indexed_name = unaccent(SQL("(jsonb_path_query_array(%s, '$.*')::text)", template))
+        lang_name = unaccent(
+            SQL(
+                "COALESCE(%s)",
+                SQL(", ").join(
+                    SQL("%s->>%s", template, lang)
+                    for lang in Product._fields["name"].get_translation_fallback_langs(self.env)
+                ),
+            )
+        )
+        prefix = unaccent(SQL("%s", search.like_prefix(text)))
 
-        def indexed_name(table):
-            # The expression of Odoo's index: every translation of the name.
-            return unaccent(SQL("(jsonb_path_query_array(%s, '$.*')::text)", SQL.identifier(table, "name")))
-
-        def field_score(expression):
+        def code_branch(column):
+            column = unaccent(SQL.identifier("product_product", column))
             return SQL(
-                "(word_similarity(%(q)s, %(e)s) + similarity(%(q)s, %(e)s)) / 2",
-                q=q,
-                e=unaccent(expression),
+                "SELECT id, similarity(%s, %s) FROM product_product WHERE %s ILIKE %s",
+                q,
+                column,
+                column,
+                prefix,
             )
 
-        barcode = SQL.identifier(alias, "barcode")
-        score = SQL(
-            "round(GREATEST(%s, %s, CASE WHEN %s = %s THEN 1 ELSE %s END)::numeric, %s)",
-            field_score(Product._field_to_sql(alias, "name", query)),
-            field_score(SQL.identifier(alias, "default_code")),
-            barcode,
-            text,
-            field_score(barcode),
-            search.SCORE_DIGITS,
-        )
-        # q <% x: word_similarity(q, x) reaches the threshold, through the index.
+        # Each field's matches with that field's score, through its trigram
+        # index (q <% x: word similarity over the threshold; ILIKE: starts
+        # with q); a product's score is its best field's.
         matched = SQL(
             """
-            SELECT p.id FROM product_product p
-              JOIN product_template t ON t.id = p.product_tmpl_id
+            SELECT p.id, word_similarity(%s, %s)
+                   * (%s + %s * least(char_length(%s), char_length(%s))::float
+                               / greatest(char_length(%s), 1))
+              FROM product_template t
+              JOIN product_product p ON p.product_tmpl_id = t.id
              WHERE %s %s %s
-            UNION
-            SELECT id FROM product_product WHERE %s %s %s
-            UNION
-            SELECT id FROM product_product WHERE %s %s %s
+            UNION ALL %s
+            UNION ALL %s
             """,
             q,
-            _WORD_MATCH,
-            indexed_name("t"),
+            lang_name,
+            1 - search.LENGTH_WEIGHT,
+            search.LENGTH_WEIGHT,
+            text,
+            lang_name,
+            lang_name,
             q,
             _WORD_MATCH,
-            unaccent(SQL.identifier("product_product", "default_code")),
-            q,
-            _WORD_MATCH,
-            unaccent(SQL.identifier("product_product", "barcode")),
+            indexed_name,
+            code_branch("default_code"),
+            code_branch("barcode"),
         )
-        query.add_where(SQL("%s IN (SELECT id FROM matched)", SQL.identifier(alias, "id")))
+        # Within the menu: the domain's query, for each match (by primary key).
+        query.add_where(SQL("%s = best.id", SQL.identifier(alias, "id")))
         keyset = SQL("TRUE")
         if after is not None:
-            keyset = SQL("(score < %s OR (score = %s AND id > %s))", after[0], after[0], after[1])
+            keyset = SQL(
+                "(best.score < %s OR (best.score = %s AND best.id > %s))",
+                after[0],
+                after[0],
+                after[1],
+            )
         self.env.cr.execute(
             SQL(
                 "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true)",
@@ -180,14 +191,19 @@ class PosConfig(models.Model):
         rows = self.env.execute_query(
             SQL(
                 """
-                WITH matched AS (%s)
-                SELECT id, score::text FROM (%s) hits
-                 WHERE %s
-                 ORDER BY score DESC, id
+                WITH matched (id, score) AS (%s),
+                     best AS (
+                         SELECT id, round(max(score)::numeric, %s) AS score
+                           FROM matched GROUP BY id
+                     )
+                SELECT best.id, best.score::text FROM best
+                 WHERE EXISTS (%s) AND %s
+                 ORDER BY best.score DESC, best.id
                  LIMIT %s
                 """,
                 matched,
-                query.select(SQL("%s AS id", SQL.identifier(alias, "id")), SQL("%s AS score", score)),
+                search.SCORE_DIGITS,
+                query.select(SQL("1")),
                 keyset,
                 limit,
             )
@@ -209,7 +225,13 @@ class PosConfig(models.Model):
         """The payload of ``products``; a product without a score is an
         exact barcode match (1)."""
         currency = self.currency_id
-        prices = self.pricelist_id._get_products_price(products, 1.0, currency=currency)
+        pricelist = self.pricelist_id
+        if pricelist.item_ids or pricelist.currency_id not in (currency, self.env["res.currency"]):
+            prices = pricelist._get_products_price(products, 1.0, currency=currency)
+        else:
+            # No rule: the pricelist's price is the sales price (what Odoo's
+            # rule computation returns then, at a fraction of its cost).
+            prices = {product.id: product.lst_price for product in products}
         named = products.with_context(display_default_code=False)
         return [
             {

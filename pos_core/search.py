@@ -4,14 +4,21 @@ The database does the matching with PostgreSQL's ``pg_trgm`` (trigram GIN
 indexes on the product name, internal reference and barcode); the rules it
 applies are stated here, once:
 
-- a product matches when the query's :func:`word_similarity` with its name
-  (any translation), internal reference or barcode reaches
-  :data:`WORD_THRESHOLD`: a typo ("burgr") or a prefix ("chee") still finds
-  the word ("Burger", "Cheese"), a query sharing a letter or two does not;
-- its score is the best of its fields' scores, each the mean of the word
-  similarity and the whole-text similarity, so that the same word ranks a
-  short name ("Burger") above a longer one ("Cheese Burger"); a barcode equal
-  to the query scores 1. Scores are rounded to :data:`SCORE_DIGITS` decimals
+- a product matches when the query's word similarity with its name (any
+  translation) reaches :data:`WORD_THRESHOLD`: a typo ("burgr") or a prefix
+  ("chee") still finds the word ("Burger", "Cheese"), a query sharing a
+  letter or two does not;
+- or when its internal reference or barcode, which are identifiers, not
+  words, starts with the query, case aside (a partial reference or scan;
+  ``%`` and ``_`` are plain characters there). A similarity threshold on
+  identifiers matches thousands of a catalog's references at once ("BS-005610"
+  has 0.67 with "BS-005611" and 0.5 with "BS-000561"), so it is not used;
+- its score is the best score of the fields it matched on: for the name,
+  the word similarity weighted for :data:`LENGTH_WEIGHT` by the share of the
+  name the query covers (length ratio), so that the same word ranks a short
+  name ("Burger", 1) above a longer one ("Cheese Burger", 0.87); for a
+  reference or barcode, the similarity (1 when equal to the query). Scores
+  are rounded to :data:`SCORE_DIGITS` decimals
   and ties go to the lower id, so that the order is total and a page's
   cursor compares exactly;
 - pages are keyset pages on (score descending, id ascending): the cursor
@@ -24,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from decimal import Decimal, InvalidOperation
 
 from .exceptions import InvalidInput
@@ -33,6 +41,7 @@ from .limits import MAX_INT
 # misses one-letter typos in five-letter words: "burgr" has 0.67 with
 # "Burger" but "chese" only 0.625 with "Cheese" and "margarita" 0.5).
 WORD_THRESHOLD = 0.5
+LENGTH_WEIGHT = 0.25
 SCORE_DIGITS = 4
 _SCORE_QUANTUM = Decimal(1).scaleb(-SCORE_DIGITS)
 
@@ -40,6 +49,12 @@ _SCORE_QUANTUM = Decimal(1).scaleb(-SCORE_DIGITS)
 def normalize_query(text: str) -> str:
     """The query as it is matched: runs of whitespace as one space."""
     return " ".join(text.split())
+
+
+def like_prefix(query: str) -> str:
+    """An (I)LIKE pattern of the texts starting with ``query``, its own
+    wildcards escaped."""
+    return re.sub(r"([\\%_])", r"\\\1", query) + "%"
 
 
 def query_digest(query: str) -> str:
