@@ -119,7 +119,7 @@ def main():
     }
     times = {name: [] for name in sides}
     by_kind = {name: {} for name in sides}
-    found = {name: 0 for name in sides}
+    found = dict.fromkeys(sides, 0)
     for call in sides.values():
         for query in queries:
             call(query["q"])  # warm-up pass, unmeasured

@@ -23,13 +23,71 @@ PRODUCTS = int(os.environ.get("BENCH_PRODUCTS", "50000"))
 QUERIES = int(os.environ.get("BENCH_QUERIES", "400"))
 SEED = 20261202
 
-WORDS = (
-    "burger cheese chicken beef pork lamb salmon tuna shrimp tofu pasta pizza risotto "
-    "salad soup bread garlic tomato basil pesto cream mushroom truffle pepper chili lemon "
-    "orange mango apple berry chocolate vanilla caramel coffee espresso latte tea mint "
-    "ginger honey butter olive onion potato rice noodle curry kebab taco wrap sandwich "
-    "steak grilled fried smoked roasted spicy sweet crispy classic house special deluxe"
-).split()
+WORDS = [
+    "burger",
+    "cheese",
+    "chicken",
+    "beef",
+    "pork",
+    "lamb",
+    "salmon",
+    "tuna",
+    "shrimp",
+    "tofu",
+    "pasta",
+    "pizza",
+    "risotto",
+    "salad",
+    "soup",
+    "bread",
+    "garlic",
+    "tomato",
+    "basil",
+    "pesto",
+    "cream",
+    "mushroom",
+    "truffle",
+    "pepper",
+    "chili",
+    "lemon",
+    "orange",
+    "mango",
+    "apple",
+    "berry",
+    "chocolate",
+    "vanilla",
+    "caramel",
+    "coffee",
+    "espresso",
+    "latte",
+    "tea",
+    "mint",
+    "ginger",
+    "honey",
+    "butter",
+    "olive",
+    "onion",
+    "potato",
+    "rice",
+    "noodle",
+    "curry",
+    "kebab",
+    "taco",
+    "wrap",
+    "sandwich",
+    "steak",
+    "grilled",
+    "fried",
+    "smoked",
+    "roasted",
+    "spicy",
+    "sweet",
+    "crispy",
+    "classic",
+    "house",
+    "special",
+    "deluxe",
+]
 
 
 def _names(rng, count):
@@ -79,7 +137,8 @@ def _insert_products(env, config):
     cr.execute(
         f"""
         INSERT INTO product_template (name, {", ".join(f'"{c}"' for c in template_columns)})
-        SELECT jsonb_build_object('en_US', b.name), {", ".join(f't."{c}"' for c in template_columns)}
+        SELECT jsonb_build_object('en_US', b.name),
+               {", ".join(f't."{c}"' for c in template_columns)}
           FROM bench_names b, product_template t WHERE t.id = %s
         RETURNING id, name->>'en_US'
         """,

@@ -56,20 +56,22 @@ class ProductTemplate(models.Model):
     _inherit = "product.template"
 
     def init(self):
-        super().init()
+        result = super().init()
         # Before Odoo checks this model's indexes (after every init of the
         # module): the name's trigram index is then created by Odoo.
         _ensure_trigram(self.env)
+        return result
 
 
 class ProductProduct(models.Model):
     _inherit = "product.product"
 
     def init(self):
-        super().init()
+        result = super().init()
         if _ensure_trigram(self.env):
             for index, (table, column) in TRIGRAM_INDEXES.items():
                 create_index(self.env.cr, index, table, [f'"{column}" gin_trgm_ops'], "gin")
+        return result
 
 
 class PosConfig(models.Model):
