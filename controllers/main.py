@@ -280,6 +280,15 @@ class PosApiController(http.Controller):
         return 200, request.env["pos.api.device"]._api_refresh(body.refresh_token)
 
     # ------------------------------------------------------------------
+    # products
+    # ------------------------------------------------------------------
+    @endpoint("product_search")
+    def product_search(self, device, body, **_query):
+        query = s.ProductSearchQuery.model_validate(request.httprequest.args.to_dict())
+        config = request.env["pos.config"].browse(device.config_id.id)
+        return 200, _dump(s.ProductSearchOut, config._api_search_products(query))
+
+    # ------------------------------------------------------------------
     # orders
     # ------------------------------------------------------------------
     @endpoint("order_create")

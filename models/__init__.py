@@ -19,4 +19,5 @@ from . import (
     pos_sync_log,
     pos_websocket_connection,
     product_availability,
+    product_search,
 )

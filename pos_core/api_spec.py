@@ -79,6 +79,30 @@ ROUTES: tuple[Route, ...] = (
         tags=("auth",),
     ),
     Route(
+        "product_search",
+        "GET",
+        "/products",
+        "Search the point of sale's sellable products by name, internal reference or "
+        "barcode, typos tolerated (q); or an exact barcode scan (barcode)",
+        s.ProductSearchOut,
+        query=(
+            (
+                "q",
+                "string",
+                f"Search text, 1-{limits.SEARCH_QUERY_MAX_CHARS} characters; `%` and `_` "
+                "are plain characters",
+            ),
+            ("barcode", "string", "Exact barcode (instead of q); answered from the cache"),
+            (
+                "limit",
+                "integer",
+                f"Page size, 1-{limits.MAX_PAGE_SIZE} ({limits.DEFAULT_PAGE_SIZE})",
+            ),
+            ("cursor", "string", "next_cursor of the previous page of the same q"),
+        ),
+        tags=("products",),
+    ),
+    Route(
         "audit_verify",
         "GET",
         "/audit/verify",

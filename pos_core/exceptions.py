@@ -59,6 +59,13 @@ class UnsupportedMediaType(PosApiError):
     code = "unsupported_media_type"
 
 
+class ServiceUnavailable(PosApiError):
+    """A part of the server the call needs is missing or down."""
+
+    status = 503
+    code = "unavailable"
+
+
 class PaymentDeclined(PosApiError):
     """The terminal declined a payment: nothing is paid, but the failed
     attempt is kept in the audit trail."""

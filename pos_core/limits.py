@@ -38,6 +38,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Length of an Idempotency-Key header.
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+# Product search (GET /products): characters of ?q= after trimming, of ?barcode=
+SEARCH_QUERY_MAX_CHARS = 100
+BARCODE_MAX_CHARS = 64
 
 # ------------------------------------------------------------- real time
 LONGPOLL_MAX_TIMEOUT = 60  # seconds a GET /events may wait

@@ -14,13 +14,18 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import search
 from .limits import (
+    BARCODE_MAX_CHARS,
+    DEFAULT_PAGE_SIZE,
     LONGPOLL_MAX_TIMEOUT,
     MAX_BATCH_LINES,
     MAX_BATCH_ORDERS,
     MAX_INT,
     MAX_LINES_PER_ORDER,
+    MAX_PAGE_SIZE,
     MAX_ROOMS_PER_DEVICE,
+    SEARCH_QUERY_MAX_CHARS,
 )
 
 PositiveId = Annotated[int, Field(gt=0, le=MAX_INT, strict=True)]
@@ -363,6 +368,48 @@ class AuditVerifyOut(Output):
 class HealthOut(Output):
     status: str
     api: str
+
+
+# -------------------------------------------------------------- products
+
+
+class ProductSearchQuery(Input):
+    """The query of ``GET /products``: ``q`` (fuzzy) or ``barcode`` (exact scan)."""
+
+    q: Annotated[str, Field(min_length=1, max_length=SEARCH_QUERY_MAX_CHARS)] | None = None
+    barcode: Annotated[str, Field(min_length=1, max_length=BARCODE_MAX_CHARS)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+    cursor: Annotated[str, Field(max_length=512)] | None = None
+
+    @field_validator("q")
+    @classmethod
+    def _normalized(cls, value):
+        return search.normalize_query(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_of_q_or_barcode(self):
+        if (self.q is None) == (self.barcode is None):
+            raise ValueError("send exactly one of q (search) and barcode (exact scan)")
+        if self.barcode is not None and self.cursor is not None:
+            raise ValueError("a barcode scan has a single page: no cursor")
+        return self
+
+
+class ProductHitOut(Output):
+    id: int
+    name: str = Field(description="Display name in the device user's language, variant included.")
+    default_code: str | None = Field(None, description="Internal reference.")
+    barcode: str | None = None
+    price: Decimal = Field(
+        description="Unit price of one unit under the point of sale's pricelist (taxes as "
+        "the product's sales price holds them)."
+    )
+    score: float = Field(ge=0, le=1, description="Match quality, 1 for an exact match.")
+
+
+class ProductSearchOut(Output):
+    products: list[ProductHitOut] = Field(description="Best match first; ties by id.")
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= to get the next page.")
 
 
 # ------------------------------------------------------------ real time

@@ -17,6 +17,7 @@ from . import (
     test_payment_audit,
     test_payments,
     test_pos_ui_tour,
+    test_product_search,
     test_rate_limit,
     test_sync_log,
     test_sync_log_concurrency,
