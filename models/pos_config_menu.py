@@ -55,6 +55,9 @@ class PosConfig(models.Model):
                 "sold_out": product.product_tmpl_id.api_sold_out,
                 "taxes": tax_model._api_engine_taxes(mapped, engine_taxes),
             }
+        barcodes = {}
+        for product in products.filtered("barcode").sorted("id"):
+            barcodes.setdefault(product.barcode, []).append(product.id)
         attributes = self.env["product.template.attribute.value"].search(
             [("product_tmpl_id", "in", products.product_tmpl_id.ids)]
         )
@@ -69,6 +72,7 @@ class PosConfig(models.Model):
             "fiscal_position_id": fiscal_position.id,
             "flow": self.api_kitchen_flow,
             "products": entries,
+            "barcodes": {barcode: tuple(ids) for barcode, ids in barcodes.items()},
             "attributes": {
                 value.id: (value.product_tmpl_id.id, value.price_extra) for value in attributes
             },

@@ -213,15 +213,10 @@ class PosConfig(models.Model):
         return [(product_id, Decimal(value)) for product_id, value in rows]
 
     def _api_product_by_barcode(self, barcode, limit):
-        return self.env["product.product"].search(
-            [
-                *self._get_available_product_domain(),
-                ("type", "!=", "combo"),
-                ("barcode", "=", barcode),
-            ],
-            order="id",
-            limit=limit,
-        )
+        """A scan: from the menu's barcode index, cached under its version
+        (no catalog query while the menu holds)."""
+        product_ids = self._api_menu()["barcodes"].get(barcode, ())
+        return self.env["product.product"].browse(product_ids[:limit])
 
     def _api_product_hits(self, products, scores):
         """The payload of ``products``; a product without a score is an

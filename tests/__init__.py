@@ -2,6 +2,7 @@ from . import (
     test_api,
     test_audit_keyed,
     test_billing_odoo,
+    test_cache_race,
     test_concurrency,
     test_demo_data,
     test_device_security,

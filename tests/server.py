@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 import urllib.request
 
 import odoo
@@ -138,3 +139,45 @@ class OwnServerMixin:
             f"the Odoo server did not answer within {STARTUP_TIMEOUT} s ({last_error!r}):\n"
             f"{self._server_output()}"
         )
+
+
+class OwnRedis:
+    """A redis-server of a test's own, which it may stop and start again on
+    the same port (``url``)."""
+
+    def __init__(self):
+        if not shutil.which("redis-server"):
+            raise unittest.SkipTest("redis-server is not installed")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = tempfile.mkdtemp(prefix="pos_api_redis_")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(  # stopped by stop()
+            [
+                *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--dir", self.directory, "--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(STOP_TIMEOUT)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

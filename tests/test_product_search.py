@@ -125,6 +125,15 @@ class TestProductSearch(PosApiHttpCommon):
         self.off_menu.barcode = "4006381333948"
         self.assertEqual(self._ids(barcode="4006381333948"), [])  # not on this menu
 
+    def test_barcode_scan_is_answered_from_the_cached_menu(self):
+        self.assertEqual(self.config._api_product_by_barcode("4006381333931", 5), self.burger)
+        with self.assertQueryCount(1):  # the menu's version, no catalog table
+            found = self.config._api_product_by_barcode("4006381333931", 5)
+        self.assertEqual(found, self.burger)
+        self.burger.barcode = "4006381333955"  # a new version: the index is rebuilt
+        self.assertFalse(self.config._api_product_by_barcode("4006381333931", 5))
+        self.assertEqual(self.config._api_product_by_barcode("4006381333955", 5), self.burger)
+
     def test_only_the_menu_of_the_device_config_and_company(self):
         ids = set(self._ids(q="burger", limit=limits.MAX_PAGE_SIZE))
         self.assertIn(self.burger.id, ids)
