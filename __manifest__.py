@@ -19,6 +19,7 @@
         "data/ir_cron_audit.xml",
         "data/ir_cron_websocket_connection.xml",
         "data/ir_cron_sync_log.xml",
+        "data/ir_cron_cache.xml",
         "views/pos_api_device_views.xml",
         "views/pos_config_views.xml",
         "views/pos_websocket_connection_views.xml",

@@ -11,12 +11,13 @@ stale: a new version is a new key (:mod:`.pos_api_cache_version`).
 import gzip
 import hashlib
 import json
+import time
 
 from odoo import api, models
 from odoo.tools import SQL, float_repr
 
 from ..pos_core import cache as cache_engine
-from ..pos_core import events
+from ..pos_core import events, limits
 from .pos_api_cache_version import cache_key, menu_version, tiered_cache
 from .pos_config_menu import VersionedLRU
 from .pos_sync_log import event_at
@@ -239,6 +240,34 @@ class PosConfig(models.Model):
             }
             for product in combos
         ]
+
+    @api.model
+    def _cron_warm_menu_cache(self, budget=None):
+        """Every 15 minutes: build the menus of the active points of sale
+        (those with an open session first) into the tiered cache, in the
+        languages of their devices' users, plain and gzip, until done or
+        ``budget`` seconds are spent. Progress goes to the cron's record.
+        Returns (menus warmed, menus left)."""
+        budget = limits.CACHE_WARM_BUDGET if budget is None else budget
+        deadline = time.monotonic() + budget
+        configs = self.search([]).sorted(lambda config: (not config.current_session_id, config.id))
+        todo = []
+        for config in configs:
+            devices = self.env["pos.api.device"].sudo().search([("config_id", "=", config.id)])
+            for lang in sorted(set(devices.user_id.mapped("lang")) or {self.env.lang or "en_US"}):
+                todo.append((config, lang or "en_US"))
+        done = 0
+        for config, lang in todo:
+            if time.monotonic() >= deadline:
+                break
+            in_lang = config.with_context(lang=lang)
+            etag = in_lang._api_menu_etag()
+            if etag is not None:
+                in_lang._api_menu_bytes(etag)
+                in_lang._api_menu_bytes(etag, compressed=True)
+            done += 1
+        self.env["ir.cron"]._notify_progress(done=done, remaining=len(todo) - done)
+        return done, len(todo) - done
 
     # ------------------------------------------------------------------
     # Floors

@@ -61,6 +61,13 @@ def _converter(name: str) -> str:
     return f"<int:{name}>" if name.endswith("_id") else f"<string:{name}>"
 
 
+# The page size query parameter of the routes that paginate.
+PAGE_LIMIT_QUERY = (
+    "limit",
+    "integer",
+    f"Page size, 1-{limits.MAX_PAGE_SIZE} ({limits.DEFAULT_PAGE_SIZE})",
+)
+
 TRANSITION_TARGETS = ("validate", "pay", "prepare", "ready", "serve", "done", "cancel", "invoice")
 
 ROUTES: tuple[Route, ...] = (
@@ -93,11 +100,7 @@ ROUTES: tuple[Route, ...] = (
                 "are plain characters",
             ),
             ("barcode", "string", "Exact barcode (instead of q); answered from the cache"),
-            (
-                "limit",
-                "integer",
-                f"Page size, 1-{limits.MAX_PAGE_SIZE} ({limits.DEFAULT_PAGE_SIZE})",
-            ),
+            PAGE_LIMIT_QUERY,
             ("cursor", "string", "next_cursor of the previous page of the same q"),
         ),
         tags=("products",),
@@ -142,11 +145,7 @@ ROUTES: tuple[Route, ...] = (
             ("state", "string", "Restaurant state to filter on"),
             ("table_id", "integer", "Table to filter on"),
             ("updated_since", "string", "ISO datetime: orders changed after it"),
-            (
-                "limit",
-                "integer",
-                f"Page size, 1-{limits.MAX_PAGE_SIZE} ({limits.DEFAULT_PAGE_SIZE})",
-            ),
+            PAGE_LIMIT_QUERY,
             ("cursor", "string", "next_cursor of the previous page"),
         ),
         tags=("orders",),

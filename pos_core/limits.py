@@ -75,6 +75,7 @@ DISPATCH_BACKSTOP_INTERVAL = 5  # seconds between two head checks / orphan seque
 SYNC_LOG_RETENTION_DAYS = 30  # default (ir.config_parameter ...sync_log_retention_days)
 SYNC_LOG_PRUNE_BATCH = 5000  # rows deleted per pruning step (one short transaction each)
 SYNC_LOG_PRUNE_BUDGET = 120  # seconds one pruning run may take; the next run continues
+CACHE_WARM_BUDGET = 60  # seconds one cache-warming run may take; the next run starts over
 SYNC_LOG_ORPHAN_AGE = 5  # seconds a committed event may wait for its seq before the backstop
 SYNC_LOG_MAX_MENU_IDS = 200  # product ids in one menu.updated; more: "truncated", refetch
 SYNC_LOG_TEXT_CHARS = 500  # notes and names in an event payload are cut to this

@@ -8,6 +8,7 @@ from decimal import Decimal
 from odoo.tests import tagged
 
 from ..models import pos_api_cache_version as cache_version
+from ..pos_core.cache import MENU
 from .common import API, PosApiHttpCommon
 
 
@@ -263,3 +264,19 @@ class TestMenuVersion(PosApiHttpCommon):
         self._pos_products(1).product_tmpl_id.write({"name": "Rebuilt"})
         self.env.flush_all()
         self.assertIsNot(self.config._api_menu()["products"], menu["products"])
+
+    def test_warming_cron_fills_the_cache_within_its_budget(self):
+        cron = self.env.ref("point_of_sale_api.ir_cron_cache_warm")
+        self.assertEqual((cron.interval_number, cron.interval_type), (15, "minutes"))
+        cache = cache_version.tiered_cache()
+        cache.flush_local()
+        done, remaining = self.env["pos.config"]._cron_warm_menu_cache()
+        self.assertGreaterEqual(done, 1)
+        self.assertEqual(remaining, 0)
+        config = self.config.with_context(lang=self.waiter.user_id.lang or "en_US")
+        key = cache_version.cache_key(self.env.cr.dbname, self.config.id, config._api_menu_etag())
+        self.assertIsNotNone(cache.l1.get(MENU, key, count=False))
+        self.assertIsNotNone(cache.l1.get(MENU, key + ":gzip", count=False))
+        done, remaining = self.env["pos.config"]._cron_warm_menu_cache(budget=0)
+        self.assertEqual(done, 0)
+        self.assertGreaterEqual(remaining, 1)
