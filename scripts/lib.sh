@@ -169,7 +169,7 @@ odoo_version() {
 
 # Why Odoo cannot be imported by the venv: the import error's last line.
 odoo_import_error() {
-  "$PY" -c 'import odoo.release, odoo.service.server' 2>&1 | tail -n 1
+  { "$PY" -c 'import odoo.release, odoo.service.server' 2>&1 || true; } | tail -n 1
 }
 
 # Prints the Python script that starts Odoo's command line, for "$PY" to run:
