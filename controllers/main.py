@@ -35,6 +35,9 @@ _logger = logging.getLogger(__name__)
 # One limiter per worker process (and Redis URL); see _rate_limit.
 _LIMITERS = {}
 
+# What the gzip representation of a document adds to its ETag.
+GZIP_ETAG_SUFFIX = "-gzip"
+
 
 def endpoint(name):
     """Register the Odoo route declared as ``name`` in :mod:`api_spec`."""
@@ -458,18 +461,25 @@ class PosApiController(http.Controller):
     # ------------------------------------------------------------------
     @staticmethod
     def _not_modified(etag):
-        """Whether the request's If-None-Match names ``etag``."""
+        """Whether the request's If-None-Match names ``etag``, in any of its
+        representations (weak, gzip)."""
         header = request.httprequest.headers.get("If-None-Match")
         if not etag or not header:
             return False
-        tags = {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
+        tags = {
+            tag.strip().removeprefix("W/").strip('"').removesuffix(GZIP_ETAG_SUFFIX)
+            for tag in header.split(",")
+        }
         return etag in tags or "*" in tags
 
-    def _document(self, etag, data, compressed=False):
+    def _document(self, etag, data, compressed=False, weak=False):
         """A pre-serialised JSON document with its ETag; 304 when the device
-        holds it already."""
+        holds it already. The gzip representation has an ETag of its own, as
+        a strong ETag names one byte sequence; ``weak`` marks a document that
+        is not the whole resource (a menu's changes)."""
+        tag = f'"{etag}{GZIP_ETAG_SUFFIX}"' if compressed else f'"{etag}"'
         headers = {
-            "ETag": f'"{etag}"',
+            "ETag": f"W/{tag}" if weak else tag,
             "Cache-Control": "no-cache",
             "Vary": "Accept-Encoding",
         }
@@ -484,15 +494,16 @@ class PosApiController(http.Controller):
     def menu(self, device, body, **_query):
         query = s.MenuQuery.model_validate(dict(request.httprequest.args))
         config = device.config_id.with_env(request.env)
-        etag = config._api_menu_etag()
-        if self._not_modified(etag):
-            return self._document(etag, b"")
-        if query.since and query.since != etag:
-            changes = config._api_menu_changes(query.since, etag) if etag else None
-            if changes is not None:
-                return self._document(etag, pos_menu_document.dumps(_dump(s.MenuOut, changes)))
         wrapped = request.httprequest._HTTPRequest__wrapped
         gzip_ok = wrapped.accept_encodings["gzip"] > 0
+        etag = config._api_menu_etag()
+        if self._not_modified(etag):
+            return self._document(etag, b"", compressed=gzip_ok)
+        if query.since and etag:
+            changes = config._api_menu_changes(query.since, etag)
+            if changes is not None:
+                data = pos_menu_document.dumps(_dump(s.MenuOut, changes))
+                return self._document(changes["version"], data, weak=True)
         etag, data = config._api_menu_bytes(etag, compressed=gzip_ok)
         return self._document(etag, data, compressed=gzip_ok)
 

@@ -81,6 +81,14 @@ _CACHES_LOCK = threading.Lock()
 _TABLE_READY = set()  # (pid, dbname) where the version table exists
 
 
+def cache_settings():
+    """The ``cache_*`` settings of odoo.conf's ``[point_of_sale_api]`` section
+    and the environment."""
+    return settings_engine.load_settings(
+        config.misc.get("point_of_sale_api", {}), os.environ, settings_engine.CacheSettings
+    )
+
+
 def tiered_cache():
     """This process's tiered cache for the configured Redis URL (L1 alone
     without one), created at first use with the ``cache_*`` settings of the
@@ -91,12 +99,7 @@ def tiered_cache():
         with _CACHES_LOCK:
             cache = _CACHES.get(url)
             if cache is None:
-                settings = settings_engine.load_settings(
-                    config.misc.get("point_of_sale_api", {}),
-                    os.environ,
-                    settings_engine.CacheSettings,
-                )
-                cache = _CACHES[url] = cache_engine.TieredCache(url, settings=settings)
+                cache = _CACHES[url] = cache_engine.TieredCache(url, settings=cache_settings())
     if url:
         cache.start_listener()
     return cache
@@ -130,16 +133,27 @@ def _bump(cr_execute, pairs):
 
 
 def _bump_after_commit(dbname, pairs):
-    try:
-        _bump(
-            lambda query, params: autocommit_connection.execute(dbname, query, params, fetch=False),
-            pairs,
-        )
-    except psycopg2.Error:
-        # Committed, not bumped: readers keep the old version until the
-        # namespace TTL ends (the module is not upgraded yet, or the
-        # database went away).
-        _logger.warning("Cache: version bump after commit failed", exc_info=True)
+    """After commit: bump the versions, then drop what the other tiers hold.
+    A dropped dedicated connection is retried once on a fresh one; what still
+    fails leaves readers on the old version until the namespace TTL ends, and
+    never escapes into the committed request."""
+    for attempt in (1, 2):
+        try:
+            _bump(
+                lambda query, params: autocommit_connection.execute(
+                    dbname, query, params, fetch=False
+                ),
+                pairs,
+            )
+            break
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            if attempt == 2:
+                _logger.warning("Cache: version bump after commit failed", exc_info=True)
+        except Exception:
+            # The module is not upgraded yet, the database went away, or
+            # Odoo's pool is exhausted.
+            _logger.warning("Cache: version bump after commit failed", exc_info=True)
+            break
     try:
         invalidate(tiered_cache(), dbname, pairs)
     except Exception:

@@ -4,14 +4,13 @@ from odoo import models
 from odoo.tools import float_repr
 
 from ..pos_core import billing
-from ..pos_core import settings as settings_engine
 from ..pos_core.cache import VersionedLRU
-from .pos_api_cache_version import menu_version
+from .pos_api_cache_version import cache_settings, menu_version
 
 # Per worker process: what an order needs to know of a point of sale's menu,
 # under its version (pos_api_cache_version); the TTL bounds what a bump lost
 # with a dying process could leave stale.
-_MENU_CACHE = VersionedLRU(max_entries=64, max_age=settings_engine.CacheSettings().cache_ttl_menu)
+_MENU_CACHE = VersionedLRU(max_entries=64, max_age=cache_settings().cache_ttl_menu)
 
 
 def _dec(value, digits):
@@ -33,7 +32,7 @@ class PosConfig(models.Model):
         if version is None:
             menu = self.sudo()._api_build_menu()
         else:
-            key = (self.env.cr.dbname, self.id)
+            key = (self.env.cr.dbname, self.id, self.env.lang)
             menu = _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
         return dict(menu, open_session_id=session_id)
 

@@ -18,7 +18,7 @@ from odoo.tools import SQL, float_repr
 
 from ..pos_core import cache as cache_engine
 from ..pos_core import events, limits
-from .pos_api_cache_version import cache_key, menu_version, tiered_cache
+from .pos_api_cache_version import cache_key, cache_settings, menu_version, tiered_cache
 from .pos_config_menu import VersionedLRU
 from .pos_sync_log import event_at
 
@@ -27,7 +27,7 @@ MENU_SECTIONS = ("categories", "products", "taxes", "combos")
 GZIP_LEVEL = 6
 
 # Per worker: floor plans (without their live state), under the menu's version.
-_LAYOUTS = VersionedLRU(max_entries=64)
+_LAYOUTS = VersionedLRU(max_entries=64, max_age=cache_settings().cache_ttl_menu)
 
 
 def dumps(document):
@@ -46,35 +46,67 @@ class PosConfig(models.Model):
     # Menu
     # ------------------------------------------------------------------
     def _api_menu_etag(self):
-        """The menu's ETag in this snapshot (one query), or None when it
-        cannot be cached (this transaction changed the catalog itself)."""
+        """The menu's ETag in this snapshot, or None when it cannot be cached
+        (this transaction changed the catalog itself). The ETag is the hash
+        of the menu's bytes, so that it names one content only; the menu's
+        version (one query) finds it in the cache without building the menu."""
         self.ensure_one()
         version, _session_id = menu_version(self.env.cr, self.id)
         if version is None:
             return None
         lang = self.env.lang or "en_US"
-        return "m" + etag_of(repr((self.env.cr.dbname, self.id, lang, version)).encode())
+        cache = tiered_cache()
+        pointer = cache_key(
+            self.env.cr.dbname, self.id, "v" + etag_of(repr((lang, version)).encode())
+        )
+
+        def build():
+            etag, _data = self._api_menu_store(cache)
+            return etag.encode()
+
+        hit = cache.fetch(cache_engine.MENU, pointer, build, stable=True)
+        return hit.value.decode()
+
+    def _api_menu_build(self):
+        """``(etag, bytes)`` of the menu built now: the ETag is the hash of
+        the document, which then carries it as its version."""
+        document = self._api_menu_document()
+        etag = document["version"] = "m" + etag_of(dumps(document))
+        return etag, dumps(document)
+
+    def _api_menu_store(self, cache):
+        """Build the menu and keep its bytes in ``cache`` under its ETag."""
+        etag, data = self._api_menu_build()
+        cache.fetch(
+            cache_engine.MENU,
+            cache_key(self.env.cr.dbname, self.id, etag),
+            lambda: data,
+            stable=True,
+        )
+        return etag, data
 
     def _api_menu_bytes(self, etag, compressed=False):
-        """``(etag, bytes)`` of the menu: from the cache under ``etag`` (the
-        current one), built and cached on a miss."""
+        """``(etag, bytes)`` of the menu: from the cache under ``etag``, else
+        built now (under the ETag of what was built)."""
         self.ensure_one()
         if etag is None:
-            document = self._api_menu_document()
-            etag = document["version"] = "m" + etag_of(dumps(document))
-            data = dumps(document)
+            etag, data = self._api_menu_build()
             return etag, gzip.compress(data, GZIP_LEVEL) if compressed else data
         cache = tiered_cache()
-        key = cache_key(self.env.cr.dbname, self.id, etag)
-        hit = cache.fetch(
-            cache_engine.MENU, key, lambda: dumps(self._api_menu_document(etag)), stable=True
-        )
+        data = cache.fetch(
+            cache_engine.MENU,
+            cache_key(self.env.cr.dbname, self.id, etag),
+            lambda: None,
+            stable=True,
+        ).value
+        if data is None:
+            etag, data = self._api_menu_store(cache)
         if not compressed:
-            return etag, hit.value
+            return etag, data
         packed = cache.fetch(
             cache_engine.MENU,
-            key + ":gzip",
-            lambda: gzip.compress(hit.value, GZIP_LEVEL),
+            cache_key(self.env.cr.dbname, self.id, etag, "gzip"),
+            lambda: gzip.compress(data, GZIP_LEVEL),
             stable=True,
         )
         return etag, packed.value
@@ -93,7 +125,7 @@ class PosConfig(models.Model):
         ).value
         if old is None:
             return None
-        _etag, new = self._api_menu_bytes(etag)
+        etag, new = self._api_menu_bytes(etag)
         before, after = json.loads(old), json.loads(new)
         changes = {"version": etag, "since": since, "full": False}
         for section in MENU_SECTIONS:
@@ -108,7 +140,7 @@ class PosConfig(models.Model):
                 changes[name] = value
         return changes
 
-    def _api_menu_document(self, etag=None):
+    def _api_menu_document(self):
         """The menu as a device reads it: categories, products priced under
         the point of sale's pricelist (rules and attribute extras), their
         taxes after the default fiscal position, attributes, combos, and
@@ -146,7 +178,7 @@ class PosConfig(models.Model):
                 }
             )
         return {
-            "version": etag,
+            "version": None,
             "config_id": self.id,
             "full": True,
             "currency": {
@@ -173,7 +205,9 @@ class PosConfig(models.Model):
         }
 
     def _api_menu_categories(self):
-        domain = [("id", "in", self.iface_available_categ_ids.ids)] if self.limit_categories else []
+        """The point of sale's categories as its own UI loads them: the chosen
+        ones with their subcategories, or all when none is chosen."""
+        categories = self.sudo()._get_available_categories().sorted(lambda c: (c.sequence, c.id))
         return [
             {
                 "id": category.id,
@@ -181,7 +215,7 @@ class PosConfig(models.Model):
                 "parent_id": category.parent_id.id or None,
                 "sequence": category.sequence,
             }
-            for category in self.env["pos.category"].sudo().search(domain, order="sequence, id")
+            for category in categories
         ]
 
     @api.model

@@ -297,10 +297,11 @@ class PosOrder(models.Model):
         ]
 
     @api.model
-    def _api_lines_vals(self, menu, lines, device):
+    def _api_lines_vals(self, menu, lines, device, refuse_sold_out=True):
         """Order line values from ``LineIn`` items, priced and taxed from the
         menu: pricelist prices plus attribute extras unless a permitted
-        override. Returns (vals, bill line) pairs."""
+        override; sold-out products refused unless not ``refuse_sold_out``.
+        Returns (vals, bill line) pairs."""
         products = menu["products"]
         for data in lines:
             if data.product_id not in products:
@@ -309,7 +310,7 @@ class PosOrder(models.Model):
                     code="unknown_product",
                     details={"product_id": data.product_id},
                 )
-            if products[data.product_id]["sold_out"]:
+            if refuse_sold_out and products[data.product_id]["sold_out"]:
                 raise Conflict(
                     f"Product {data.product_id} is sold out.",
                     code="product_sold_out",
@@ -417,7 +418,11 @@ class PosOrder(models.Model):
                 code="unknown_partner",
                 details={"partner_id": payload.partner_id},
             )
-        prepared = self._api_lines_vals(menu, payload.lines, device)
+        # A sale already paid for happened: it is recorded even when the
+        # product has been sold out since.
+        prepared = self._api_lines_vals(
+            menu, payload.lines, device, refuse_sold_out=payload.state != lc.PAID
+        )
         if len({vals["uuid"] for vals, _line in prepared}) != len(prepared):
             raise InvalidInput("Two lines have the same uuid.", code="duplicate_line_uuid")
         bill = self._api_compute_bill(menu, [line for _vals, line in prepared])

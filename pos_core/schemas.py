@@ -384,7 +384,12 @@ class ProductSearchQuery(Input):
     @field_validator("q")
     @classmethod
     def _normalized(cls, value):
-        return search.normalize_query(value) if value is not None else None
+        if value is None:
+            return None
+        value = search.normalize_query(value)
+        if not value:
+            raise ValueError("q is blank: send a word, a reference or a barcode")
+        return value
 
     @model_validator(mode="after")
     def _one_of_q_or_barcode(self):

@@ -8,6 +8,7 @@ from decimal import Decimal
 from odoo.tests import tagged
 
 from ..models import pos_api_cache_version as cache_version
+from ..models import pos_config_menu
 from ..pos_core.cache import MENU
 from .common import API, PosApiHttpCommon
 
@@ -92,6 +93,48 @@ class TestMenuApi(PosApiHttpCommon):
         # (requests decodes it; the bytes on the wire are smaller)
         self.assertEqual(json.loads(body), plain)
         self.assertIn("Accept-Encoding", headers["Vary"])
+        # A strong ETag names one byte sequence: the gzip one has its own,
+        # and either answers 304.
+        self.assertEqual(headers["ETag"], f'"{plain["version"]}-gzip"')
+        for tag in (headers["ETag"], f'"{plain["version"]}"'):
+            status, again, body = self._get(
+                "/menu", headers={"Accept-Encoding": "gzip", "If-None-Match": tag}
+            )
+            self.assertEqual((status, body), (304, b""), tag)
+            self.assertEqual(again["ETag"], headers["ETag"])
+
+    def test_etag_names_the_content_even_when_a_version_bump_is_lost(self):
+        """A change that does not move the version (a bump lost after commit)
+        shows once the cached entries end: the ETag is the content's hash,
+        never a version's, so a device never keeps a 304 for a menu that
+        changed."""
+        headers, menu = self._menu()
+        self.env.cr.execute(
+            "UPDATE product_template SET list_price = list_price + 3 WHERE id = %s",
+            [self.product.product_tmpl_id.id],
+        )
+        self.env.invalidate_all()
+        status, _again, _body = self._get("/menu", headers={"If-None-Match": headers["ETag"]})
+        self.assertEqual(status, 304, "the version did not move: served from the cache")
+        cache_version.tiered_cache().invalidate(MENU)  # the namespace TTL has ended
+        pos_config_menu._MENU_CACHE.clear()
+        status, new_headers, body = self._get("/menu", headers={"If-None-Match": headers["ETag"]})
+        self.assertEqual(status, 200)
+        self.assertNotEqual(new_headers["ETag"], headers["ETag"])
+        self.assertAlmostEqual(
+            float(self._item(json.loads(body), self.product)["price"]),
+            float(self._item(menu, self.product)["price"]) + 3,
+        )
+
+    def test_since_the_current_version_is_an_empty_change_set(self):
+        _headers, menu = self._menu()
+        status, headers, body = self._get(f"/menu?since={menu['version']}")
+        self.assertEqual(status, 200, body)
+        changes = json.loads(body)
+        self.assertEqual((changes["full"], changes["version"]), (False, menu["version"]))
+        self.assertEqual(headers["ETag"], f'W/"{menu["version"]}"')
+        for section in ("categories", "products", "taxes", "combos"):
+            self.assertEqual((changes[section], changes[f"deleted_{section}"]), ([], []))
 
     def test_since_returns_changes_and_deletions(self):
         _headers, menu = self._menu()
@@ -259,6 +302,10 @@ class TestMenuVersion(PosApiHttpCommon):
     def test_order_path_menu_is_rebuilt_after_a_bump_only(self):
         menu = self.config._api_menu()
         self.assertIs(self.config._api_menu()["products"], menu["products"])
+        # Names are in the reader's language: one entry per language.
+        self.env["res.lang"]._activate_lang("fr_FR")
+        in_french = self.config.with_context(lang="fr_FR")._api_menu()
+        self.assertIsNot(in_french["products"], menu["products"])
         self.env["res.partner"].create({"name": "Not on a menu"}).write({"phone": "+32 2 555"})
         self.assertIs(self.config._api_menu()["products"], menu["products"])
         self._pos_products(1).product_tmpl_id.write({"name": "Rebuilt"})

@@ -165,6 +165,7 @@ class TestProductSearch(PosApiHttpCommon):
             {},
             {"q": ""},
             {"q": "   "},
+            {"q": " \t\n "},
             {"q": "x" * (limits.SEARCH_QUERY_MAX_CHARS + 1)},
             {"q": "burger\x00"},
             {"q": "burger", "limit": 0},
