@@ -13,7 +13,7 @@ from odoo.exceptions import AccessError, MissingError, UserError, ValidationErro
 from odoo.http import Response, request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
-from ..models import pos_menu_document
+from ..models import pos_menu_document, pos_menu_warming
 from ..models.pos_api_device import api_settings
 from ..models.pos_payment_audit import REQUEST_DEVICE_ATTRIBUTE
 from ..pos_core import api_spec, billing, limits, ratelimit, tokens
@@ -73,6 +73,7 @@ class PosApiController(http.Controller):
     # plumbing
     # ------------------------------------------------------------------
     def _dispatch(self, route, func, kwargs):
+        pos_menu_warming.warm_once(request.registry)
         try:
             raw = self._read_body()
             for name, value in kwargs.items():

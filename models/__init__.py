@@ -9,6 +9,7 @@ from . import (
     pos_config_menu,
     pos_event_channel,
     pos_menu_document,
+    pos_menu_warming,
     pos_order,
     pos_order_api,
     pos_order_payment_api,

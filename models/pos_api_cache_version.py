@@ -306,6 +306,19 @@ class PosApiCacheMixin(models.AbstractModel):
 _PRODUCT_IGNORED = PosApiCacheMixin._pos_api_cache_ignored | {"standard_price"}
 
 
+def _product_cache_reads(self, vals):
+    """A product's cost (written by stock valuation all day) counts only
+    while a pricelist rule prices from it."""
+    if PosApiCacheMixin._pos_api_cache_reads(self, vals):
+        return True
+    return "standard_price" in vals and bool(
+        self.env["product.pricelist.item"]
+        .sudo()
+        .with_context(active_test=False)
+        .search_count([("base", "=", "standard_price")], limit=1)
+    )
+
+
 def _watch(model_name, namespace, **attributes):
     """The class that marks ``namespace`` on writes of ``model_name``."""
     return type(
@@ -325,10 +338,16 @@ def _watch(model_name, namespace, **attributes):
 # their values; pricelist rules read product categories and, across
 # currencies, the rates.
 ProductTemplate = _watch(
-    "product.template", cache_engine.PRODUCTS, _pos_api_cache_ignored=_PRODUCT_IGNORED
+    "product.template",
+    cache_engine.PRODUCTS,
+    _pos_api_cache_ignored=_PRODUCT_IGNORED,
+    _pos_api_cache_reads=_product_cache_reads,
 )
 ProductProduct = _watch(
-    "product.product", cache_engine.PRODUCTS, _pos_api_cache_ignored=_PRODUCT_IGNORED
+    "product.product",
+    cache_engine.PRODUCTS,
+    _pos_api_cache_ignored=_PRODUCT_IGNORED,
+    _pos_api_cache_reads=_product_cache_reads,
 )
 ProductTemplateAttributeLine = _watch("product.template.attribute.line", cache_engine.PRODUCTS)
 ProductTemplateAttributeValue = _watch("product.template.attribute.value", cache_engine.PRODUCTS)
@@ -355,7 +374,16 @@ ResCompany = _watch(
     "res.company",
     cache_engine.SETTINGS,
     _pos_api_cache_fields=frozenset(
-        {"name", "currency_id", "tax_calculation_rounding_method", "country_id", "active"}
+        {
+            "name",
+            "currency_id",
+            "tax_calculation_rounding_method",
+            "country_id",
+            "active",
+            # taxes' price_include is computed from it
+            "account_price_include",
+            "account_fiscal_country_id",
+        }
     ),
 )
 PosPaymentMethod = _watch(

@@ -11,13 +11,12 @@ stale: a new version is a new key (:mod:`.pos_api_cache_version`).
 import gzip
 import hashlib
 import json
-import time
 
 from odoo import api, models
 from odoo.tools import SQL, float_repr
 
 from ..pos_core import cache as cache_engine
-from ..pos_core import events, limits
+from ..pos_core import events
 from .pos_api_cache_version import cache_key, cache_settings, menu_version, tiered_cache
 from .pos_config_menu import VersionedLRU
 from .pos_sync_log import event_at
@@ -54,11 +53,8 @@ class PosConfig(models.Model):
         version, _session_id = menu_version(self.env.cr, self.id)
         if version is None:
             return None
-        lang = self.env.lang or "en_US"
         cache = tiered_cache()
-        pointer = cache_key(
-            self.env.cr.dbname, self.id, "v" + etag_of(repr((lang, version)).encode())
-        )
+        pointer = self._api_menu_pointer(version)
 
         def build():
             etag, _data = self._api_menu_store(cache)
@@ -66,6 +62,12 @@ class PosConfig(models.Model):
 
         hit = cache.fetch(cache_engine.MENU, pointer, build, stable=True)
         return hit.value.decode()
+
+    def _api_menu_pointer(self, version):
+        """The cache key under which the ETag of the menu at ``version`` is
+        kept, per language."""
+        lang = self.env.lang or "en_US"
+        return cache_key(self.env.cr.dbname, self.id, "v" + etag_of(repr((lang, version)).encode()))
 
     def _api_menu_build(self):
         """``(etag, bytes)`` of the menu built now: the ETag is the hash of
@@ -276,33 +278,6 @@ class PosConfig(models.Model):
         ]
 
     @api.model
-    def _cron_warm_menu_cache(self, budget=None):
-        """Every 15 minutes: build the menus of the active points of sale
-        (those with an open session first) into the tiered cache, in the
-        languages of their devices' users, plain and gzip, until done or
-        ``budget`` seconds are spent. Progress goes to the cron's record.
-        Returns (menus warmed, menus left)."""
-        budget = limits.CACHE_WARM_BUDGET if budget is None else budget
-        deadline = time.monotonic() + budget
-        configs = self.search([]).sorted(lambda config: (not config.current_session_id, config.id))
-        todo = []
-        for config in configs:
-            devices = self.env["pos.api.device"].sudo().search([("config_id", "=", config.id)])
-            for lang in sorted(set(devices.user_id.mapped("lang")) or {self.env.lang or "en_US"}):
-                todo.append((config, lang or "en_US"))
-        done = 0
-        for config, lang in todo:
-            if time.monotonic() >= deadline:
-                break
-            in_lang = config.with_context(lang=lang)
-            etag = in_lang._api_menu_etag()
-            if etag is not None:
-                in_lang._api_menu_bytes(etag)
-                in_lang._api_menu_bytes(etag, compressed=True)
-            done += 1
-        self.env["ir.cron"]._notify_progress(done=done, remaining=len(todo) - done)
-        return done, len(todo) - done
-
     # ------------------------------------------------------------------
     # Floors
     # ------------------------------------------------------------------

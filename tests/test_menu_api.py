@@ -3,12 +3,14 @@ the floor plan with its live state and the point of sale's settings; and
 the menu's version, bumped by what the menu is built from only."""
 
 import json
+import threading
 from decimal import Decimal
 
+from odoo import SUPERUSER_ID, api
 from odoo.tests import tagged
 
 from ..models import pos_api_cache_version as cache_version
-from ..models import pos_config_menu
+from ..models import pos_config_menu, pos_menu_warming
 from ..pos_core.cache import MENU
 from .common import API, PosApiHttpCommon
 
@@ -298,6 +300,20 @@ class TestMenuVersion(PosApiHttpCommon):
         self._assert_bumps(
             lambda: self.env["res.partner"].create({"name": "Not on a menu"}), bumps=False
         )
+        # Taxes' price_include follows the company's default (a company
+        # without journal entries may change it).
+        company = self.env["res.company"].create({"name": "Cache test company"})
+        self._assert_bumps(lambda: company.write({"account_price_include": "tax_included"}))
+        # A cost counts once a pricelist rule prices from it.
+        self.env["product.pricelist.item"].create(
+            {
+                "pricelist_id": self.env["product.pricelist"].create({"name": "Cost plus"}).id,
+                "applied_on": "3_global",
+                "compute_price": "formula",
+                "base": "standard_price",
+            }
+        )
+        self._assert_bumps(lambda: product.write({"standard_price": 2.5}))
 
     def test_order_path_menu_is_rebuilt_after_a_bump_only(self):
         menu = self.config._api_menu()
@@ -327,3 +343,31 @@ class TestMenuVersion(PosApiHttpCommon):
         done, remaining = self.env["pos.config"]._cron_warm_menu_cache(budget=0)
         self.assertEqual(done, 0)
         self.assertGreaterEqual(remaining, 1)
+
+    def test_worker_start_warming_runs_in_the_background(self):
+        """What a worker starts at its first request (never in a test run):
+        a thread of its own, on a cursor of its own, that fills this
+        process's cache with the committed menus."""
+        self.assertFalse(pos_menu_warming.warms_at_start(self.registry))
+        self.assertIsNone(pos_menu_warming.warm_once(self.registry))
+        cache = cache_version.tiered_cache()
+        cache.flush_local()
+        thread = pos_menu_warming.start_menu_warming(self.env.cr.dbname)
+        self.assertIsNot(thread, threading.current_thread())
+        thread.join(120)
+        self.assertFalse(thread.is_alive())
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            config = env["pos.config"].browse(self.config.id)
+            config = config.with_context(lang=self.waiter.user_id.lang or "en_US")
+            version, _session_id = cache_version.menu_version(cr, config.id)
+            pointer = config._api_menu_pointer(version)
+        entry = cache.l1.get(MENU, pointer, count=False)
+        self.assertIsNotNone(entry, "the committed menu's ETag is in this process's cache")
+        self.assertIsNotNone(
+            cache.l1.get(
+                MENU,
+                cache_version.cache_key(self.env.cr.dbname, self.config.id, entry.value.decode()),
+                count=False,
+            )
+        )
