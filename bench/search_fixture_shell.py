@@ -4,15 +4,17 @@ Fed on stdin to ``python -m odoo shell -d DB --no-http`` by ``bench/run
 --search``. It adds ``BENCH_PRODUCTS`` (50,000) products to the demo
 restaurant's menu, with seeded names (two or three words of a food
 vocabulary and a number), internal references ``BS-000001`` and 13-digit
-barcodes, then builds the seeded query mix (exact names, one-letter typos,
-prefixes, references, barcodes), issues a token pair for the demo waiter
-tablet, commits and prints ``BENCH_FIXTURE {json}``.
+barcodes (numbered from ``BENCH_FIRST``, 1), then builds the seeded query
+mix (exact names, one-letter typos, prefixes, references, barcodes),
+issues a token pair for the demo waiter tablet, commits and prints ``BENCH_FIXTURE {json}``.
 
 Products are made fast: one demo product is created through the ORM as the
 seed, and its template and variant rows are copied in SQL (every column but
 the id, the name, the reference and the barcode), with its POS category
 link; the trigram indexes are maintained by PostgreSQL as the rows go in.
-Odoo's caches are then invalidated, as after any SQL write.
+Odoo's caches are then invalidated, as after any SQL write. The seed's
+creation through the ORM moves the addon's menu version at commit, so a
+server already running serves the grown catalog from its next request.
 """
 
 import json
@@ -20,6 +22,9 @@ import os
 import random
 
 PRODUCTS = int(os.environ.get("BENCH_PRODUCTS", "50000"))
+# The number of the first product added (a catalog grown in several steps
+# keeps its references and barcodes unique).
+FIRST = int(os.environ.get("BENCH_FIRST", "1"))
 QUERIES = int(os.environ.get("BENCH_QUERIES", "400"))
 SEED = 20261202
 
@@ -91,7 +96,7 @@ WORDS = [
 
 
 def _names(rng, count):
-    for number in range(1, count + 1):
+    for number in range(FIRST, FIRST + count):
         words = rng.sample(WORDS, rng.choice((2, 2, 3)))
         yield number, " ".join(word.capitalize() for word in words) + f" {number}"
 

@@ -14,9 +14,11 @@ from odoo.http import Response, request
 from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from ..models import pos_menu_document, pos_menu_warming
+from ..models.pos_api_cache_version import tiered_cache
 from ..models.pos_api_device import api_settings
 from ..models.pos_payment_audit import REQUEST_DEVICE_ATTRIBUTE
 from ..pos_core import api_spec, billing, limits, ratelimit, tokens
+from ..pos_core import cache as cache_engine
 from ..pos_core import schemas as s
 from ..pos_core.exceptions import (
     Conflict,
@@ -73,8 +75,8 @@ class PosApiController(http.Controller):
     # plumbing
     # ------------------------------------------------------------------
     def _dispatch(self, route, func, kwargs):
-        pos_menu_warming.warm_once(request.registry)
         try:
+            pos_menu_warming.warm_once(request.registry)
             raw = self._read_body()
             for name, value in kwargs.items():
                 if isinstance(value, int):
@@ -172,10 +174,11 @@ class PosApiController(http.Controller):
                 details={"role": claims.role, "allowed": sorted(route.roles)},
             )
         device._api_touch()
-        request.update_env(
-            user=device.user_id.id,
-            context=dict(request.env.context, allowed_company_ids=[device.company_id.id]),
-        )
+        # In its company and its user's language (not the client's
+        # Accept-Language): what the device shows is what its user reads.
+        context = dict(request.env.context, allowed_company_ids=[device.company_id.id])
+        context["lang"] = device.user_id.lang or context.get("lang")
+        request.update_env(user=device.user_id.id, context=context)
         return device.with_env(request.env(su=True))
 
     def _parse(self, route, raw):
@@ -493,6 +496,18 @@ class PosApiController(http.Controller):
 
     @endpoint("menu")
     def menu(self, device, body, **_query):
+        """The menu, with an ``X-Cache`` header saying where it came from:
+        ``hit-l1`` (this process), ``hit-l2`` (Redis) or ``miss`` (built
+        from the database)."""
+        with tiered_cache().tracking() as tiers:
+            response = self._menu(device)
+        if not tiers or cache_engine.L3 in tiers:
+            response.headers["X-Cache"] = "miss"
+        else:
+            response.headers["X-Cache"] = "hit-l2" if cache_engine.L2 in tiers else "hit-l1"
+        return response
+
+    def _menu(self, device):
         query = s.MenuQuery.model_validate(dict(request.httprequest.args))
         config = device.config_id.with_env(request.env)
         wrapped = request.httprequest._HTTPRequest__wrapped
@@ -517,7 +532,8 @@ class PosApiController(http.Controller):
                 details={"product_id": product_id},
             )
         template_id = menu["products"][product_id]["template_id"]
-        request.env["product.template"].browse(template_id)._api_set_availability(body.available)
+        templates = request.env["product.template"].with_company(device.config_id.company_id)
+        templates.browse(template_id)._api_set_availability(body.available)
         return 200, _dump(
             s.AvailabilityOut,
             {"product_id": product_id, "template_id": template_id, "available": body.available},

@@ -314,7 +314,6 @@ def _product_cache_reads(self, vals):
     return "standard_price" in vals and bool(
         self.env["product.pricelist.item"]
         .sudo()
-        .with_context(active_test=False)
         .search_count([("base", "=", "standard_price")], limit=1)
     )
 
@@ -382,7 +381,6 @@ ResCompany = _watch(
             "active",
             # taxes' price_include is computed from it
             "account_price_include",
-            "account_fiscal_country_id",
         }
     ),
 )

@@ -1,9 +1,10 @@
+import json
 import logging
 import os
 import time
 from datetime import datetime, timezone
 
-from odoo import SUPERUSER_ID, Command, api, fields, models
+from odoo import SUPERUSER_ID, Command, api, fields, models, tools
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, config
 
@@ -35,6 +36,8 @@ ROLE_GROUPS = {
 }
 
 MANAGER_GROUP = "point_of_sale_api.group_pos_api_manager"
+# What an API request checks of its device against its token's claims.
+_TOKEN_CHECK_FIELDS = ("active", "token_version", "config_id", "role", "company_id", "user_id")
 
 # Changing any of these on a device revokes its tokens (as does archiving it).
 REVOKING_FIELDS = ("config_id", "role", "user_id")
@@ -125,13 +128,14 @@ class PosApiDevice(models.Model):
                     )
                 )
 
-    def _user_refusal(self):
+    def _user_refusal(self, user_state=None):
         """Why the user behind the device may not act for it, or None.
 
         The user must be active, internal, not the superuser (OdooBot) and in
         the Odoo group of the device's role. Checked at save and on every API
         request, in one query, so that archiving the user or removing the
-        group stops the device at once.
+        group stops the device at once. ``user_state``: the user's
+        ``(active, share, in the role's group)`` when already read.
         """
         self.ensure_one()
         user_id = self.user_id.id
@@ -140,19 +144,20 @@ class PosApiDevice(models.Model):
                 "A device never acts as the superuser.", details={"device_id": self.id}
             )
         group = ROLE_GROUPS[self.role]
-        group_id = self.env["ir.model.data"]._xmlid_to_res_id(group)
-        self.env["res.users"].flush_model(["active", "share", "groups_id"])
-        self.env.cr.execute(
-            SQL(
-                """SELECT u.active, u.share,
-                          EXISTS (SELECT 1 FROM res_groups_users_rel r
-                                   WHERE r.uid = u.id AND r.gid = %s)
-                     FROM res_users u WHERE u.id = %s""",
-                group_id,
-                user_id,
+        if user_state is None:
+            self.env["res.users"].flush_model(["active", "share", "groups_id"])
+            self.env.cr.execute(
+                SQL(
+                    """SELECT u.active, u.share,
+                              EXISTS (SELECT 1 FROM res_groups_users_rel r
+                                       WHERE r.uid = u.id AND r.gid = %s)
+                         FROM res_users u WHERE u.id = %s""",
+                    self.env["ir.model.data"]._xmlid_to_res_id(group),
+                    user_id,
+                )
             )
-        )
-        active, share, in_group = self.env.cr.fetchone() or (False, True, False)
+            user_state = self.env.cr.fetchone()
+        active, share, in_group = user_state or (False, True, False)
         if not active or share:
             return tokens.DeviceUserInactive(
                 "The user this device acts as is archived or not an internal user.",
@@ -327,10 +332,7 @@ class PosApiDevice(models.Model):
         server's key for this database, of the device's current version,
         config, company and role, and for a device whose user may act."""
         claims = tokens.decode(self._jwt_secret(), token, token_type, self._jwt_audience(), now=now)
-        device = self.with_context(active_test=False).search_fetch(
-            [("id", "=", claims.device_id)],
-            ["active", "token_version", "config_id", "role", "company_id", "user_id"],
-        )
+        device, user_state = self._api_device_and_user(claims.device_id)
         if (
             not device
             or not device.active
@@ -340,10 +342,56 @@ class PosApiDevice(models.Model):
             or device.role != claims.role
         ):
             raise tokens.TokenError("The token was revoked.", code="token_revoked")
-        refusal = device._user_refusal()
+        refusal = device._user_refusal(user_state)
         if refusal:
             raise refusal
         return device, claims
+
+    @tools.ormcache()
+    def _api_role_group_ids(self):
+        """``{role: id of its Odoo group}`` as JSON (for SQL)."""
+        xmlids = self.env["ir.model.data"]
+        return json.dumps(
+            {role: xmlids._xmlid_to_res_id(group) for role, group in ROLE_GROUPS.items()}
+        )
+
+    def _api_device_and_user(self, device_id):
+        """The device (its fields of the token check, and its user's
+        language, in the ORM cache) and its user's ``(active, share, in the
+        role's group)``, in one query: every API request asks."""
+        self.flush_model(_TOKEN_CHECK_FIELDS)
+        self.env["res.users"].flush_model(["active", "share", "groups_id", "partner_id"])
+        self.env["res.partner"].flush_model(["lang"])
+        self.env.cr.execute(
+            SQL(
+                """SELECT %(columns)s, u.active, u.share,
+                          EXISTS (SELECT 1 FROM res_groups_users_rel r
+                                   WHERE r.uid = u.id
+                                     AND r.gid = (%(groups)s::jsonb ->> d.role)::int),
+                          u.partner_id, p.lang
+                     FROM pos_api_device d
+                     LEFT JOIN res_users u ON u.id = d.user_id
+                     LEFT JOIN res_partner p ON p.id = u.partner_id
+                    WHERE d.id = %(device_id)s""",
+                columns=SQL(", ").join(SQL.identifier("d", name) for name in _TOKEN_CHECK_FIELDS),
+                groups=self._api_role_group_ids(),
+                device_id=device_id,
+            )
+        )
+        row = self.env.cr.fetchone()
+        if row is None:
+            return self.browse(), None
+        device = self.browse(device_id)
+        for name, value in zip(_TOKEN_CHECK_FIELDS, row, strict=False):
+            self.env.cache.insert_missing(device, self._fields[name], [value])
+        *user_state, partner_id, lang = row[len(_TOKEN_CHECK_FIELDS) :]
+        if device.user_id and partner_id:
+            partner = self.env["res.partner"].browse(partner_id)
+            self.env.cache.insert_missing(
+                device.user_id, device.user_id._fields["partner_id"], [partner_id]
+            )
+            self.env.cache.insert_missing(partner, partner._fields["lang"], [lang])
+        return device, tuple(user_state)
 
     @api.model
     def _api_refresh(self, refresh_token, now=None):

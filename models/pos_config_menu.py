@@ -29,11 +29,13 @@ class PosConfig(models.Model):
         is not cached (``open_session_id``)."""
         self.ensure_one()
         version, session_id = menu_version(self.env.cr, self.id)
+        # In its own company: what is 86'd is per company.
+        builder = self.sudo().with_company(self.company_id)._api_build_menu
         if version is None:
-            menu = self.sudo()._api_build_menu()
+            menu = builder()
         else:
             key = (self.env.cr.dbname, self.id, self.env.lang)
-            menu = _MENU_CACHE.get(key, version, self.sudo()._api_build_menu)
+            menu = _MENU_CACHE.get(key, version, builder)
         return dict(menu, open_session_id=session_id)
 
     def _api_build_menu(self):

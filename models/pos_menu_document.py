@@ -93,7 +93,7 @@ class PosConfig(models.Model):
         self.ensure_one()
         if etag is None:
             etag, data = self._api_menu_build()
-            return etag, gzip.compress(data, GZIP_LEVEL) if compressed else data
+            return etag, gzip.compress(data, GZIP_LEVEL, mtime=0) if compressed else data
         cache = tiered_cache()
         data = cache.fetch(
             cache_engine.MENU,
@@ -108,7 +108,7 @@ class PosConfig(models.Model):
         packed = cache.fetch(
             cache_engine.MENU,
             cache_key(self.env.cr.dbname, self.id, etag, "gzip"),
-            lambda: gzip.compress(data, GZIP_LEVEL),
+            lambda: gzip.compress(data, GZIP_LEVEL, mtime=0),
             stable=True,
         )
         return etag, packed.value
@@ -277,7 +277,6 @@ class PosConfig(models.Model):
             for product in combos
         ]
 
-    @api.model
     # ------------------------------------------------------------------
     # Floors
     # ------------------------------------------------------------------

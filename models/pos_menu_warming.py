@@ -1,8 +1,7 @@
 """Warming the menu cache: every 15 minutes from a cron, and once per process
-and database in the background: when a threaded server loads the registry,
-and at a prefork worker's first API request (workers are forked from a
-master that may have loaded the registry before them). The request that
-starts it does not wait for it."""
+and database in the background, at the process's first API request (a
+prefork worker, or a threaded server). The request that starts it does not
+wait for it."""
 
 import logging
 import os
@@ -23,10 +22,12 @@ _STARTED_LOCK = threading.Lock()
 
 def _warm(dbname, budget):
     """Warm the menus of ``dbname`` on a cursor of its own (in a thread that
-    is not a request's): waits for the registry to finish loading."""
+    is not a request's), once its registry is loaded."""
     threading.current_thread().dbname = dbname
     try:
-        registry = odoo.modules.registry.Registry(dbname)
+        registry = odoo.modules.registry.Registry.registries.get(dbname)
+        if registry is None or not registry.ready:
+            return
         with registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             done, remaining = env["pos.config"]._cron_warm_menu_cache(budget=budget)
@@ -36,10 +37,17 @@ def _warm(dbname, budget):
 
 
 def start_menu_warming(dbname, budget=None):
-    """Warm ``dbname``'s menus in a background thread; returns the thread."""
+    """Warm ``dbname``'s menus in a background thread; returns the thread.
+    In a prefork worker its CPU time counts against the worker's
+    ``limit_time_cpu`` until the next request: the budget stays well
+    under it."""
+    if budget is None:
+        budget = limits.CACHE_WARM_BUDGET
+        if config["workers"] and config["limit_time_cpu"]:
+            budget = min(budget, config["limit_time_cpu"] / 4)
     thread = threading.Thread(
         target=_warm,
-        args=(dbname, limits.CACHE_WARM_BUDGET if budget is None else budget),
+        args=(dbname, budget),
         name=f"pos_api.menu_warming.{dbname}",
         daemon=True,
     )
@@ -63,10 +71,10 @@ def warm_once(registry):
 
 
 def warms_at_start(registry):
-    """Whether this process serves requests: not a test run (odoo-bin's or
-    pytest-odoo's, whose registry is in test mode), a one-shot command
-    (install, upgrade, shell), nor the gevent process (it serves long
-    polling and WebSockets, not menus)."""
+    """Whether this process warms at its first API request: not in a test
+    run (odoo-bin's, or pytest-odoo's, whose registry is then in test mode),
+    a one-shot command (install, upgrade), nor the gevent process (it
+    serves long polling and WebSockets, not menus)."""
     return not (
         config["test_enable"]
         or config["stop_after_init"]
@@ -78,11 +86,7 @@ def warms_at_start(registry):
 class PosConfig(models.Model):
     _inherit = "pos.config"
 
-    def _register_hook(self):
-        super()._register_hook()
-        if not config["workers"]:
-            warm_once(self.env.registry)
-
+    @api.model
     def _cron_warm_menu_cache(self, budget=None):
         """Build the menus of the active points of sale (those with an open
         session first) into the tiered cache, in the languages of their
@@ -95,8 +99,9 @@ class PosConfig(models.Model):
         todo = []
         for pos_config in configs:
             devices = self.env["pos.api.device"].sudo().search([("config_id", "=", pos_config.id)])
-            for lang in sorted(set(devices.user_id.mapped("lang")) or {self.env.lang or "en_US"}):
-                todo.append((pos_config, lang or "en_US"))
+            fallback = self.env.lang or "en_US"
+            langs = {lang or fallback for lang in devices.user_id.mapped("lang")} or {fallback}
+            todo.extend((pos_config, lang) for lang in sorted(langs))
         done = 0
         for pos_config, lang in todo:
             if time.monotonic() >= deadline:
@@ -107,5 +112,6 @@ class PosConfig(models.Model):
                 in_lang._api_menu_bytes(etag)
                 in_lang._api_menu_bytes(etag, compressed=True)
             done += 1
+            self.env.invalidate_all()  # one menu's records at a time in memory
         self.env["ir.cron"]._notify_progress(done=done, remaining=len(todo) - done)
         return done, len(todo) - done

@@ -397,7 +397,11 @@ class PosSyncLog(models.Model):
             )
             if not mine:
                 continue
-            variants = mine.with_context(active_test=False).product_variant_ids
+            variants = (
+                mine.with_company(config.company_id)
+                .with_context(active_test=False)
+                .product_variant_ids
+            )
             product_ids = variants.ids
             payload = {
                 "template_ids": mine.ids,

@@ -55,7 +55,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +210,7 @@ class TieredCache:
         )
         self.listener: InvalidationListener | None = None
         self._lock = threading.Lock()
+        self._tracked = threading.local()
         # Invalidations that did not reach Redis: namespace -> keys (None: all).
         self._pending: dict[str, set[str] | None] = {}
         self._counts = dict.fromkeys(
@@ -288,7 +290,25 @@ class TieredCache:
             hits=sum(hit.tier == L1 for hit in results.values()),
             misses=sum(hit.tier != L1 for hit in results.values()),
         )
+        tiers = getattr(self._tracked, "tiers", None)
+        if tiers is not None:
+            tiers.extend(results[key].tier for key in keys)
         return {key: results[key] for key in keys}
+
+    @contextmanager
+    def tracking(self) -> Iterator[list[str]]:
+        """The tiers that answer this thread's fetches inside the block, one
+        per key, in order (a response's ``X-Cache`` header). Blocks nest:
+        an outer block sees the inner block's tiers too."""
+        outer = getattr(self._tracked, "tiers", None)
+        tiers: list[str] = []
+        self._tracked.tiers = tiers
+        try:
+            yield tiers
+        finally:
+            self._tracked.tiers = outer
+            if outer is not None:
+                outer.extend(tiers)
 
     def version(self, namespace: str, key: str) -> str | None:
         """The current version token of a key (one O(1) round trip), for a

@@ -3,11 +3,12 @@ the floor plan with its live state and the point of sale's settings; and
 the menu's version, bumped by what the menu is built from only."""
 
 import json
-import threading
 from decimal import Decimal
+from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, api
-from odoo.tests import tagged
+import odoo
+from odoo.tests import new_test_user, tagged
+from odoo.tools import config as odoo_config
 
 from ..models import pos_api_cache_version as cache_version
 from ..models import pos_config_menu, pos_menu_warming
@@ -23,6 +24,18 @@ class TestMenuApi(PosApiHttpCommon):
         cls.product = cls.env["product.product"].search(
             [*cls.config._get_available_product_domain(), ("type", "!=", "combo")], limit=1
         )
+
+    def setUp(self):
+        super().setUp()
+        # Each test starts from an empty menu cache: a test's rolled-back
+        # catalog shares its menu version with the next test's.
+        self._empty_menu_cache()
+        self.addCleanup(self._empty_menu_cache)
+
+    @staticmethod
+    def _empty_menu_cache():
+        cache_version.tiered_cache().invalidate(MENU)
+        pos_config_menu._MENU_CACHE.clear()
 
     def _get(self, path, device=None, headers=None):
         """(status, headers, raw body) of a GET."""
@@ -87,6 +100,20 @@ class TestMenuApi(PosApiHttpCommon):
             float(new_item["price"]), float(self._item(menu, self.product)["price"]) + 7
         )
 
+    def test_x_cache_says_where_the_menu_came_from(self):
+        statuses = []
+        for headers in ({}, {}, {"Accept-Encoding": "gzip"}):
+            status, response_headers, _body = self._get("/menu", headers=headers)
+            statuses.append((status, response_headers["X-Cache"]))
+        # Built, then this process's; the gzip bytes are made once.
+        self.assertEqual(statuses, [(200, "miss"), (200, "hit-l1"), (200, "miss")])
+        status, response_headers, _body = self._get("/menu", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual((status, response_headers["X-Cache"]), (200, "hit-l1"))
+        # Another process finds it in Redis.
+        cache_version.tiered_cache().flush_local()
+        status, response_headers, _body = self._get("/menu")
+        self.assertEqual((status, response_headers["X-Cache"]), (200, "hit-l2"))
+
     def test_gzip_when_accepted(self):
         _headers, plain = self._menu()
         status, headers, body = self._get("/menu", headers={"Accept-Encoding": "gzip"})
@@ -118,8 +145,7 @@ class TestMenuApi(PosApiHttpCommon):
         self.env.invalidate_all()
         status, _again, _body = self._get("/menu", headers={"If-None-Match": headers["ETag"]})
         self.assertEqual(status, 304, "the version did not move: served from the cache")
-        cache_version.tiered_cache().invalidate(MENU)  # the namespace TTL has ended
-        pos_config_menu._MENU_CACHE.clear()
+        self._empty_menu_cache()  # the namespace TTL has ended
         status, new_headers, body = self._get("/menu", headers={"If-None-Match": headers["ETag"]})
         self.assertEqual(status, 200)
         self.assertNotEqual(new_headers["ETag"], headers["ETag"])
@@ -169,6 +195,18 @@ class TestMenuApi(PosApiHttpCommon):
         status, body = self._call("POST", path, {"available": False}, device=self.kitchen)
         self.assertEqual((status, body["available"]), (200, False), body)
         self.assertTrue(self.product.product_tmpl_id.api_sold_out)
+        # 86'd in the point of sale's company only: another company selling
+        # the same (shared) product still has it.
+        self.assertFalse(self.product.company_id)
+        other_company = self.env["res.company"].create({"name": "Other branch"})
+        self.assertFalse(self.product.product_tmpl_id.with_company(other_company).api_sold_out)
+        # The backend's "Sold Out (86)" filter finds it in its company only.
+        sold_out = [("api_sold_out", "=", True)]
+        self.assertIn(self.product.product_tmpl_id, self.env["product.template"].search(sold_out))
+        self.assertNotIn(
+            self.product.product_tmpl_id,
+            self.env["product.template"].with_company(other_company).search(sold_out),
+        )
         self.assertFalse(self._item(self._menu()[1], self.product)["available"])
         status, body = self._call(
             "POST",
@@ -255,6 +293,100 @@ class TestMenuApi(PosApiHttpCommon):
             response = self.opener.get(self.base_url() + API + path, timeout=30)
             self.assertEqual(response.status_code, 401, path)
 
+    def _assert_warmed(self, cache, lang):
+        """The menu in ``lang`` is in this process's L1: its ETag under the
+        menu version's pointer, its plain and gzip bytes under the ETag."""
+        config = self.config.with_context(lang=lang)
+        version, _session_id = cache_version.menu_version(self.env.cr, config.id)
+        entry = cache.l1.get(MENU, config._api_menu_pointer(version), count=False)
+        self.assertIsNotNone(entry, f"the menu's ETag in {lang}")
+        key = cache_version.cache_key(self.env.cr.dbname, self.config.id, entry.value.decode())
+        self.assertIsNotNone(cache.l1.get(MENU, key, count=False))
+        self.assertIsNotNone(cache.l1.get(MENU, key + ":gzip", count=False))
+
+    def test_warming_cron_fills_the_cache_within_its_budget(self):
+        cron = self.env.ref("point_of_sale_api.ir_cron_cache_warm")
+        self.assertEqual((cron.interval_number, cron.interval_type), (15, "minutes"))
+        # A device user without a language is warmed in the default one.
+        self.kitchen.user_id = new_test_user(
+            self.env, login="no_lang", groups="base.group_user,point_of_sale_api.group_pos_api_user"
+        )
+        self.kitchen.user_id.partner_id.lang = False
+        self.env["res.lang"]._activate_lang("fr_FR")
+        self.manager.user_id = new_test_user(
+            self.env,
+            login="gerant",
+            lang="fr_FR",
+            groups="base.group_user,point_of_sale.group_pos_manager",
+        )
+        cache = cache_version.tiered_cache()
+        cache.flush_local()
+        done, remaining = self.env["pos.config"]._cron_warm_menu_cache()
+        self.assertGreaterEqual(done, 2)
+        self.assertEqual(remaining, 0)
+        self._assert_warmed(cache, self.waiter.user_id.lang or "en_US")
+        self._assert_warmed(cache, "fr_FR")
+        done, remaining = self.env["pos.config"]._cron_warm_menu_cache(budget=0)
+        self.assertEqual(done, 0)
+        self.assertGreaterEqual(remaining, 1)
+
+    def test_warming_at_start_only_where_requests_are_served(self):
+        class Registry:
+            test_mode = False
+
+            def in_test_mode(self):
+                return self.test_mode
+
+        registry = Registry()
+        serving = {"test_enable": False, "stop_after_init": False}
+        with patch.dict(odoo_config.options, serving), patch.object(odoo, "evented", False):
+            self.assertTrue(pos_menu_warming.warms_at_start(registry))
+            registry.test_mode = True  # pytest-odoo's HttpCase
+            self.assertFalse(pos_menu_warming.warms_at_start(registry))
+            registry.test_mode = False
+            with patch.object(odoo, "evented", True):  # the gevent process
+                self.assertFalse(pos_menu_warming.warms_at_start(registry))
+            with patch.dict(odoo_config.options, {"stop_after_init": True}):  # -i / -u
+                self.assertFalse(pos_menu_warming.warms_at_start(registry))
+        self.assertFalse(pos_menu_warming.warms_at_start(self.registry))  # this test run
+        self.assertIsNone(pos_menu_warming.warm_once(self.registry))
+
+    def test_worker_start_warming_runs_in_the_background(self):
+        """What a worker starts at its first request: a thread of its own
+        that fills this process's cache with the menus, after which the
+        device's first menu request is a hit of this process."""
+        cache = cache_version.tiered_cache()
+        cache.flush_local()
+        thread = pos_menu_warming.start_menu_warming(self.env.cr.dbname)
+        thread.join(120)
+        self.assertFalse(thread.is_alive())
+        self._assert_warmed(cache, self.waiter.user_id.lang or "en_US")
+        for encoding in ("identity", "gzip"):
+            status, headers, _body = self._get("/menu", headers={"Accept-Encoding": encoding})
+            self.assertEqual((status, headers["X-Cache"]), (200, "hit-l1"), encoding)
+
+    def test_names_are_in_the_device_users_language(self):
+        self.env["res.lang"]._activate_lang("fr_FR")
+        self.product.product_tmpl_id.with_context(lang="fr_FR").name = "Nom en français"
+        french_waiter = self._create_device("waiter", name="Tablette")
+        french_waiter.user_id = new_test_user(
+            self.env,
+            login="serveur",
+            lang="fr_FR",
+            groups="base.group_user,point_of_sale_api.group_pos_api_user",
+        )
+        # The client's Accept-Language does not change it.
+        status, _headers, body = self._get(
+            "/menu", device=french_waiter, headers={"Accept-Language": "en-US"}
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self._item(json.loads(body), self.product)["name"], "Nom en français")
+        # Another device's user reads it in theirs.
+        self.assertNotEqual(self.waiter.user_id.lang, "fr_FR")
+        status, _headers, body = self._get("/menu", headers={"Accept-Language": "fr-FR"})
+        self.assertEqual(status, 200, body)
+        self.assertNotEqual(self._item(json.loads(body), self.product)["name"], "Nom en français")
+
 
 @tagged("post_install", "-at_install")
 class TestMenuVersion(PosApiHttpCommon):
@@ -327,47 +459,3 @@ class TestMenuVersion(PosApiHttpCommon):
         self._pos_products(1).product_tmpl_id.write({"name": "Rebuilt"})
         self.env.flush_all()
         self.assertIsNot(self.config._api_menu()["products"], menu["products"])
-
-    def test_warming_cron_fills_the_cache_within_its_budget(self):
-        cron = self.env.ref("point_of_sale_api.ir_cron_cache_warm")
-        self.assertEqual((cron.interval_number, cron.interval_type), (15, "minutes"))
-        cache = cache_version.tiered_cache()
-        cache.flush_local()
-        done, remaining = self.env["pos.config"]._cron_warm_menu_cache()
-        self.assertGreaterEqual(done, 1)
-        self.assertEqual(remaining, 0)
-        config = self.config.with_context(lang=self.waiter.user_id.lang or "en_US")
-        key = cache_version.cache_key(self.env.cr.dbname, self.config.id, config._api_menu_etag())
-        self.assertIsNotNone(cache.l1.get(MENU, key, count=False))
-        self.assertIsNotNone(cache.l1.get(MENU, key + ":gzip", count=False))
-        done, remaining = self.env["pos.config"]._cron_warm_menu_cache(budget=0)
-        self.assertEqual(done, 0)
-        self.assertGreaterEqual(remaining, 1)
-
-    def test_worker_start_warming_runs_in_the_background(self):
-        """What a worker starts at its first request (never in a test run):
-        a thread of its own, on a cursor of its own, that fills this
-        process's cache with the committed menus."""
-        self.assertFalse(pos_menu_warming.warms_at_start(self.registry))
-        self.assertIsNone(pos_menu_warming.warm_once(self.registry))
-        cache = cache_version.tiered_cache()
-        cache.flush_local()
-        thread = pos_menu_warming.start_menu_warming(self.env.cr.dbname)
-        self.assertIsNot(thread, threading.current_thread())
-        thread.join(120)
-        self.assertFalse(thread.is_alive())
-        with self.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            config = env["pos.config"].browse(self.config.id)
-            config = config.with_context(lang=self.waiter.user_id.lang or "en_US")
-            version, _session_id = cache_version.menu_version(cr, config.id)
-            pointer = config._api_menu_pointer(version)
-        entry = cache.l1.get(MENU, pointer, count=False)
-        self.assertIsNotNone(entry, "the committed menu's ETag is in this process's cache")
-        self.assertIsNotNone(
-            cache.l1.get(
-                MENU,
-                cache_version.cache_key(self.env.cr.dbname, self.config.id, entry.value.decode()),
-                count=False,
-            )
-        )

@@ -358,6 +358,29 @@ def test_a_miss_is_loaded_once_written_to_l2_and_promoted_from_l2_to_l1(
     assert loader.calls == [["k"]]
 
 
+def test_tracking_names_the_tiers_of_this_threads_fetches(redis_url, make_cache):
+    loader = Loader(a="A", b="B")
+    first, second = make_cache(redis_url), make_cache(redis_url)
+    with first.tracking() as outer:
+        first.fetch(MENU, "a", loader.one("a"))
+        with first.tracking() as inner:
+            # A loader that fetches (a menu's pointer building its bytes).
+            first.fetch(MENU, "b", lambda: get(first, MENU, "a", loader.one("a")) and b"B")
+        assert inner == [L1, L3]
+    assert outer == [L3, L1, L3]
+    with second.tracking() as tiers:
+        get_many(second, MENU, ["a", "b"], loader.many)
+    assert tiers == [L2, L2]
+    # Another thread's fetches are not this block's.
+    with second.tracking() as tiers:
+        worker = threading.Thread(target=get, args=(second, MENU, "a", loader.one("a")))
+        worker.start()
+        worker.join()
+    assert tiers == []
+    # Outside a block nothing is collected.
+    assert get(first, MENU, "a", loader.one("a")) == b"A"
+
+
 def test_l1_ttl_per_namespace_with_injected_clock(redis_url, make_cache):
     clock = Clock()
     cache = make_cache(redis_url, ttls={PRODUCTS: 60}, clock=clock)
