@@ -7,7 +7,7 @@
     "author": "point_of_sale_api developers",
     "website": "https://github.com/point-of-sale-api/point_of_sale_api",
     "license": "LGPL-3",
-    "depends": ["point_of_sale", "pos_restaurant", "bus"],
+    "depends": ["point_of_sale", "pos_restaurant", "bus", "queue_job"],
     "external_dependencies": {
         "python": ["redis", "pyjwt", "python-escpos", "pydantic", "qrcode"],
     },
@@ -20,6 +20,7 @@
         "data/ir_cron_websocket_connection.xml",
         "data/ir_cron_sync_log.xml",
         "data/ir_cron_cache.xml",
+        "data/queue_job_print.xml",
         "views/pos_api_device_views.xml",
         "views/pos_config_views.xml",
         "views/pos_websocket_connection_views.xml",

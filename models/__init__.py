@@ -8,6 +8,7 @@ from . import (
     pos_config,
     pos_config_menu,
     pos_event_channel,
+    pos_kitchen_ticket,
     pos_menu_document,
     pos_menu_warming,
     pos_order,

@@ -43,7 +43,33 @@ class PosApiPrinter(models.Model):
         "pos.api.printer",
         help="Takes the tickets while this station is unreachable.",
     )
-    paper_width = fields.Integer(default=42, help="Characters per line.")
+    product_ids = fields.Many2many(
+        "product.product",
+        "pos_api_printer_product_rel",
+        "printer_id",
+        "product_id",
+        string="Also Prints",
+        help="Products printed here whatever their category.",
+    )
+    excluded_product_ids = fields.Many2many(
+        "product.product",
+        "pos_api_printer_excluded_product_rel",
+        "printer_id",
+        "product_id",
+        string="Never Prints",
+        help="Products of the routed categories that are not printed here.",
+    )
+    paper = fields.Selection(
+        [("58", "58 mm"), ("80", "80 mm")], default="80", required=True, string="Paper Width"
+    )
+    health_state = fields.Char(
+        string="Health",
+        readonly=True,
+        default="ok",
+        help="ok, degraded (failing), or why it is down: refused, unreachable, timeout, "
+        "reset, offline, no_paper. As the print jobs last saw it.",
+    )
+    health_checked_at = fields.Datetime(readonly=True)
 
     _sql_constraints = [
         ("port_range", "CHECK(port > 0 AND port < 65536)", "The printer port must be 1-65535."),

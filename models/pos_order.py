@@ -8,6 +8,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
 
+from ..pos_core import kitchen_ticket
 from ..pos_core import lifecycle as lc
 from ..pos_core.exceptions import Conflict, Forbidden, InvalidInput
 from .pos_order_state_history import STATE_SELECTION
@@ -218,6 +219,7 @@ class PosOrder(models.Model):
                 transitions[-1].target if transitions else self[:1].api_state,
             )
         orders = self.with_context(pos_api_transition=True)
+        in_kitchen = self.filtered("kitchen_started_at")
         now = fields.Datetime.now()
         vals = {}
         for transition in transitions:
@@ -237,6 +239,11 @@ class PosOrder(models.Model):
                 for transition in transitions
             ]
         )
+        targets = {transition.target for transition in transitions}
+        if lc.CANCEL in targets:
+            in_kitchen._api_kitchen_tickets(kitchen_ticket.CANCEL)
+        elif lc.PREPARING in targets:
+            self._api_kitchen_tickets(kitchen_ticket.NEW)
         return True
 
     def _api_side_effects(self, transition, device):

@@ -58,6 +58,7 @@ class _Health:
     failures: int = 0
     refusal: str | None = None  # offline / no paper, from the printer's status
     last_error: str | None = None
+    probed_at: float = float("-inf")
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Failover:
 
     def succeeded(self, station_id: int) -> None:
         with self._lock:
-            self._health[station_id] = _Health()
+            self._health[station_id] = _Health(probed_at=self._of(station_id).probed_at)
 
     def failed(self, station_id: int, reason: str) -> int:
         """Record a failure; returns the consecutive failures."""
@@ -94,6 +95,23 @@ class Failover:
             health.failures += 1
             health.last_error = reason
             return health.failures
+
+    def unreachable(self, station_id: int, reason: str) -> None:
+        """Down at once (a check that could not reach the printer)."""
+        with self._lock:
+            health = self._of(station_id)
+            health.failures = max(health.failures, self.threshold)
+            health.last_error = reason
+
+    def due_probe(self, station_id: int, now: float, interval: float) -> bool:
+        """Whether a station that is down is due for a status probe (at
+        most one per ``interval`` seconds); records the probe."""
+        with self._lock:
+            health = self._of(station_id)
+            if now - health.probed_at < interval:
+                return False
+            health.probed_at = now
+            return True
 
     def observed(self, station_id: int, refusal: str | None) -> None:
         """What the printer's status said (None: fine)."""

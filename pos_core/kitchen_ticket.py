@@ -16,7 +16,7 @@ character it lacks prints as ``?``.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from escpos.printer import Dummy
@@ -59,9 +59,10 @@ class Ticket:
     waiter: str = ""
     note: str = ""
     reprint: bool = False
+    # An earlier attempt died while printing: the kitchen may have it already.
+    possible_duplicate: bool = False
     # The station a backup prints for (empty: printed where it was meant to).
     intended_station: str = ""
-    sequence: int = field(default=0)
 
 
 def quantity(qty, signed=False):
@@ -88,6 +89,8 @@ def layout(ticket: Ticket, columns: int) -> list[tuple[str, str]]:
 
     if ticket.reprint:
         add("banner", "REPRINT")
+    if ticket.possible_duplicate:
+        add("banner", "POSSIBLE DUPLICATE")
     if ticket.intended_station and ticket.intended_station != ticket.station:
         add("banner", f"FOR {ticket.intended_station.upper()} (BACKUP)")
     add("banner", _BANNERS[ticket.kind])

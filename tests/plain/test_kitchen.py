@@ -125,6 +125,8 @@ def test_delta_cancel_reprint_and_backup_tickets_say_so():
         "FOR BAR (BACKUP)",
         "NEW ORDER",
     ]
+    duplicate = printed(kitchen_ticket.render(ticket(possible_duplicate=True)))
+    assert [line.text for line in duplicate.lines[:2]] == ["POSSIBLE DUPLICATE", "NEW ORDER"]
     # Printed where it was meant to: no backup banner.
     plain = printed(kitchen_ticket.render(ticket(intended_station="Kitchen")))
     assert "BACKUP" not in plain.text
@@ -259,6 +261,12 @@ def test_failover_to_the_backup_and_back():
     assert failover.target(2, 1) == 1
     failover.succeeded(2)
     assert failover.target(2, 1) == 2
+    failover.unreachable(2, escpos_transport.TIMEOUT)
+    assert (failover.target(2, 1), failover.state(2)) == (1, escpos_transport.TIMEOUT)
+    # Probes of a station that is down: at most one per interval.
+    assert failover.due_probe(2, 100.0, 10)
+    assert not failover.due_probe(2, 105.0, 10)
+    assert failover.due_probe(2, 110.0, 10)
 
 
 def test_failover_with_real_printers():

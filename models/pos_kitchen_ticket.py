@@ -1,0 +1,399 @@
+"""Kitchen tickets printed by the server: one ``pos.api.print.ticket`` per
+order and station, enqueued as an OCA queue_job job in the transaction of
+the change that causes it (a rolled-back order prints nothing), printed
+over ESC/POS by the job (:mod:`..pos_core.escpos_transport`).
+
+The job records what happens to its ticket in a short transaction of its
+own (queue_job rolls the job's transaction back before it retries), so the
+backend shows every attempt: ``printing`` before the bytes go out (a job
+found in ``printing`` at its start died mid-print: it prints again, marked
+as a possible duplicate), then ``printed``, or ``failed`` until the retry
+pattern of the job function (``data/queue_job_print.xml``) gives up after
+15 minutes: ``dead``, announced as ``print.failed`` and reprintable by hand.
+"""
+
+import logging
+import time
+from types import SimpleNamespace
+
+from odoo import api, fields, models
+
+from odoo.addons.queue_job.exception import RetryableJobError
+
+from ..pos_core import escpos_transport, events, kitchen_routing, kitchen_ticket, print_retry
+from .pos_sync_log import event_at
+
+_logger = logging.getLogger(__name__)
+
+# Per process: the stations' recent failures (kitchen_routing.Failover).
+FAILOVER = kitchen_routing.Failover()
+PROBE_INTERVAL = 10  # seconds between two status probes of a station that is down
+SILENT_RECHECK = 300  # seconds before asking again a printer that answered no status query
+# Per process: station id -> when to ask its status again (printers that do
+# not answer status queries).
+_STATUS_SILENT = {}
+STATES = [
+    ("queued", "Queued"),
+    ("printing", "Printing"),
+    ("printed", "Printed"),
+    ("failed", "Failed"),
+    ("dead", "Dead"),
+]
+
+
+class PosApiPrintTicket(models.Model):
+    _name = "pos.api.print.ticket"
+    _description = "Kitchen Ticket"
+    _order = "id desc"
+
+    order_id = fields.Many2one("pos.order", required=True, index=True, ondelete="cascade")
+    config_id = fields.Many2one(related="order_id.config_id", store=True, index=True)
+    company_id = fields.Many2one(related="order_id.company_id", store=True, index=True)
+    station_id = fields.Many2one("pos.api.printer", required=True, ondelete="restrict", index=True)
+    printed_by_id = fields.Many2one("pos.api.printer", readonly=True, ondelete="set null")
+    kind = fields.Selection(
+        [
+            (kitchen_ticket.NEW, "New order"),
+            (kitchen_ticket.DELTA, "Changes"),
+            (kitchen_ticket.CANCEL, "Cancellation"),
+        ],
+        required=True,
+        readonly=True,
+    )
+    reprint_of_id = fields.Many2one("pos.api.print.ticket", readonly=True, ondelete="set null")
+    reprint = fields.Boolean(readonly=True)
+    possible_duplicate = fields.Boolean(
+        readonly=True, help="An attempt died while printing: the kitchen may have it twice."
+    )
+    content = fields.Json(required=True, readonly=True)
+    state = fields.Selection(STATES, default="queued", required=True, readonly=True, index=True)
+    attempts = fields.Integer(readonly=True)
+    first_try_at = fields.Datetime(readonly=True)
+    last_try_at = fields.Datetime(readonly=True)
+    printed_at = fields.Datetime(readonly=True)
+    print_seconds = fields.Float(readonly=True, digits=(16, 3))
+    last_error = fields.Char(readonly=True)
+
+    # ------------------------------------------------------------------
+    # Enqueueing
+    # ------------------------------------------------------------------
+    @api.model
+    def _api_enqueue(self, order, kind):
+        """The tickets of ``order`` for its stations, each as a job; in the
+        caller's transaction."""
+        stations = (
+            self.env["pos.api.printer"]
+            .sudo()
+            .search(
+                [
+                    ("config_ids", "in", order.config_id.ids),
+                    ("company_id", "=", order.company_id.id),
+                ]
+            )
+        )
+        if not stations:
+            return self.browse()
+        lines = order._api_kitchen_lines()
+        routed, _unrouted = kitchen_routing.route(
+            lines, [station._api_rule() for station in stations]
+        )
+        vals = [
+            {
+                "order_id": order.id,
+                "station_id": station.id,
+                "kind": kind,
+                "content": order._api_ticket_content(kind, station, routed[station.id]),
+            }
+            for station in stations
+            if routed.get(station.id)
+        ]
+        tickets = self.sudo().create(vals)
+        for ticket in tickets:
+            ticket._api_delay()
+        return tickets
+
+    def _api_delay(self):
+        self.ensure_one()
+        priority = print_retry.PRIORITY["reprint" if self.reprint else self.kind]
+        self.with_delay(
+            priority=priority,
+            max_retries=0,  # forever: the job gives up by time (dead-letter)
+            description=f"Kitchen ticket {self.id}: {self.station_id.name}",
+        )._api_print()
+
+    def action_reprint(self):
+        """Print the ticket again, marked REPRINT (after the new orders and
+        changes waiting)."""
+        copies = self.browse()
+        for ticket in self:
+            copies |= self.sudo().create(
+                {
+                    "order_id": ticket.order_id.id,
+                    "station_id": ticket.station_id.id,
+                    "kind": ticket.kind,
+                    "content": ticket.content,
+                    "reprint": True,
+                    "reprint_of_id": ticket.id,
+                }
+            )
+        for copy in copies:
+            copy._api_delay()
+        return True
+
+    # ------------------------------------------------------------------
+    # The job
+    # ------------------------------------------------------------------
+    def _api_print(self):
+        """Print the ticket on its station, or its backup while the station
+        is down. Raises RetryableJobError to be tried again."""
+        self.ensure_one()
+        # Printing is the system's work, whoever sent the order.
+        return self.sudo()._api_print_now()
+
+    def _api_print_now(self):
+        if self.state in ("printed", "dead"):
+            return f"already {self.state}"
+        now = fields.Datetime.now()
+        first = self.first_try_at or now
+        duplicate = self.possible_duplicate or self.state == "printing"
+        self._api_record(
+            state="printing",
+            attempts=self.attempts + 1,
+            first_try_at=first,
+            last_try_at=now,
+            possible_duplicate=duplicate,
+        )
+        station = self.station_id
+        target = station._api_print_target()
+        ticket = kitchen_ticket.Ticket(
+            **self._api_ticket_fields(),
+            station=target.name,
+            intended_station=station.name,
+            reprint=self.reprint,
+            possible_duplicate=duplicate,
+        )
+        data = kitchen_ticket.render(ticket, int(target.paper))
+        try:
+            seconds = escpos_transport.send(target.host, target.port, data, target.timeout)
+        except escpos_transport.PrinterUnavailable as exc:
+            FAILOVER.failed(target.id, exc.reason)
+            target._api_record_health()
+            error = f"{target.name}: {exc.reason}: {exc}"
+            if print_retry.is_dead(first.timestamp(), time.time()):
+                self._api_record(state="dead", last_error=error, announce=True)
+                return f"dead: {error}"
+            self._api_record(state="failed", last_error=error)
+            raise RetryableJobError(error) from exc
+        FAILOVER.succeeded(target.id)
+        target._api_record_health()
+        self._api_record(
+            state="printed",
+            printed_by_id=target.id,
+            printed_at=fields.Datetime.now(),
+            print_seconds=seconds,
+            last_error=False,
+        )
+        return f"printed on {target.name} in {seconds:.3f} s"
+
+    def _api_ticket_fields(self):
+        content = dict(self.content)
+        content["lines"] = tuple(
+            kitchen_ticket.TicketLine(
+                name=line["name"],
+                qty=line["qty"],
+                attributes=tuple(line.get("attributes", ())),
+                modifiers=tuple(line.get("modifiers", ())),
+                note=line.get("note", ""),
+                combo=tuple((qty, name) for qty, name in line.get("combo", ())),
+            )
+            for line in content["lines"]
+        )
+        content["at"] = fields.Datetime.to_datetime(content["at"])
+        content.pop("station", None)
+        return content
+
+    def _api_record(self, announce=False, **vals):
+        """Write ``vals`` in a transaction of its own, committed now; with
+        ``announce``, emit ``print.failed`` in it."""
+        self.env.flush_all()  # what the job's transaction holds, for the new cursor to see
+        with self.env.registry.cursor() as cr:
+            ticket = self.with_env(self.env(cr=cr))
+            ticket.write(vals)
+            if announce:
+                ticket._api_announce_failure()
+            ticket.env.flush_all()
+        self.invalidate_recordset()
+
+    def _api_announce_failure(self):
+        order = self.order_id
+        rooms = [events.room(events.STATION, self.station_id.id)]
+        if order.table_id:
+            rooms.append(events.room(events.TABLE, order.table_id.id))
+        self.env["pos.sync.log"]._emit(
+            order.config_id,
+            events.PRINT_FAILED,
+            rooms,
+            {
+                "ticket_id": self.id,
+                "order_id": order.id,
+                "station_id": self.station_id.id,
+                "kind": self.kind,
+                "attempts": self.attempts,
+                "error": self.last_error,
+                "at": event_at(fields.Datetime.now()),
+            },
+            record=self,
+        )
+
+
+class PosApiPrinter(models.Model):
+    _inherit = "pos.api.printer"
+
+    def _api_rule(self):
+        self.ensure_one()
+        return kitchen_routing.StationRule(
+            self.id,
+            category_ids=frozenset(self.category_ids.ids),
+            product_ids=frozenset(self.product_ids.ids),
+            excluded_product_ids=frozenset(self.excluded_product_ids.ids),
+        )
+
+    def _api_print_target(self):
+        """This station, or its backup while this one is down. A station
+        that is up is asked for its status first, where it answers status
+        queries (offline or out of paper: down); one that is down is probed
+        at most every PROBE_INTERVAL seconds, and is back when it answers."""
+        self.ensure_one()
+        backup = self.backup_printer_id
+        now = time.monotonic()
+        if FAILOVER.down(self.id):
+            if FAILOVER.due_probe(self.id, now, PROBE_INTERVAL):
+                self._api_ask_status(count_failure=True)
+        elif _STATUS_SILENT.get(self.id, float("-inf")) <= now:
+            self._api_ask_status(count_failure=False)
+        return self.browse(FAILOVER.target(self.id, backup.id or None))
+
+    def _api_ask_status(self, count_failure):
+        """Ask the printer whether it is online and has paper. A printer
+        that answers no status query is not asked again for
+        SILENT_RECHECK seconds; one that cannot be reached counts as a
+        failure only when ``count_failure`` (the ticket's own delivery
+        counts it otherwise)."""
+        try:
+            answer = escpos_transport.status(self.host, self.port, timeout=min(self.timeout, 0.5))
+        except escpos_transport.PrinterUnavailable as exc:
+            if count_failure:
+                FAILOVER.failed(self.id, exc.reason)
+                self._api_record_health()
+            return
+        if answer.online is None:
+            _STATUS_SILENT[self.id] = time.monotonic() + SILENT_RECHECK
+        FAILOVER.observed(self.id, answer.refusal)
+        self._api_record_health()
+
+    def _api_record_health(self):
+        """The station's health as this process last saw it, on its record
+        (in a short transaction of its own; best effort)."""
+        self.ensure_one()
+        state = FAILOVER.state(self.id)
+        if self.health_state == state:
+            return
+        self.env.flush_all()
+        try:
+            with self.env.registry.cursor() as cr:
+                station = self.with_env(self.env(cr=cr))
+                station.write({"health_state": state, "health_checked_at": fields.Datetime.now()})
+                station.env.flush_all()
+        except Exception:
+            _logger.info("Station %s: health not recorded this time", self.id, exc_info=True)
+        self.invalidate_recordset(["health_state", "health_checked_at"])
+
+    def action_check_health(self):
+        """The backend's "Check" button: ask each printer for its status."""
+        for station in self:
+            try:
+                answer = escpos_transport.status(
+                    station.host, station.port, timeout=station.timeout
+                )
+                FAILOVER.observed(station.id, answer.refusal)
+            except escpos_transport.PrinterUnavailable as exc:
+                FAILOVER.unreachable(station.id, exc.reason)
+            station.write(
+                {
+                    "health_state": FAILOVER.state(station.id),
+                    "health_checked_at": fields.Datetime.now(),
+                }
+            )
+        return True
+
+
+class PosOrder(models.Model):
+    _inherit = "pos.order"
+
+    api_ticket_ids = fields.One2many("pos.api.print.ticket", "order_id", string="Kitchen Tickets")
+
+    def _api_kitchen_lines(self):
+        """The order's lines as the router takes them (a combo's items go
+        with their combo line)."""
+        self.ensure_one()
+        result = []
+        for line in self.lines.filtered(lambda line: not line.combo_parent_id and line.qty):
+            product = line.product_id
+            result.append(
+                SimpleNamespace(
+                    product_id=product.id,
+                    category_ids=tuple(product.pos_categ_ids.ids),
+                    line=line,
+                )
+            )
+        return result
+
+    def _api_ticket_content(self, kind, station, routed):
+        """What a ticket prints, as plain JSON: kept on the ticket, so that a
+        reprint is the same ticket."""
+        self.ensure_one()
+        lang = self.config_id.company_id.partner_id.lang or self.env.lang
+        order = self.with_context(lang=lang)
+        lines = []
+        for item in routed:
+            line = item.line.with_context(lang=lang)
+            lines.append(
+                {
+                    "name": line.product_id.with_context(display_default_code=False).display_name,
+                    "qty": line.qty,
+                    "attributes": [
+                        f"{value.attribute_id.name}: {value.name}"
+                        for value in line.attribute_value_ids
+                    ],
+                    "modifiers": [
+                        f"{value.custom_product_template_attribute_value_id.name}: "
+                        f"{value.custom_value}"
+                        for value in line.custom_attribute_value_ids
+                        if value.custom_value
+                    ],
+                    "note": line.customer_note or "",
+                    "combo": [
+                        [child.qty, child.product_id.display_name] for child in line.combo_line_ids
+                    ],
+                }
+            )
+        seats = {item.line.api_seat for item in routed if item.line.api_seat}
+        return {
+            "kind": kind,
+            "order_ref": order.pos_reference or order.name,
+            "station": station.name,
+            "at": fields.Datetime.to_string(fields.Datetime.now()),
+            "table": (order.table_id.table_number and str(order.table_id.table_number)) or "",
+            "seat": ", ".join(str(seat) for seat in sorted(seats)),
+            "guests": order.customer_count or 0,
+            "waiter": order.user_id.name or "",
+            "note": order.general_note or "",
+            "lines": lines,
+        }
+
+    def _api_kitchen_tickets(self, kind):
+        """Enqueue ``kind`` tickets for these orders (a lifecycle step)."""
+        tickets = self.env["pos.api.print.ticket"]
+        for order in self:
+            tickets |= tickets._api_enqueue(order, kind)
+        return tickets
