@@ -208,7 +208,13 @@ class PosApiPrintTicket(models.Model):
             )
             for line in content["lines"]
         )
-        content["at"] = fields.Datetime.to_datetime(content["at"])
+        # Printed in the time zone of the waiter who sent it (else the
+        # company's), as Odoo's own receipts are.
+        order = self.order_id
+        tz = order.user_id.tz or order.company_id.partner_id.tz or "UTC"
+        content["at"] = fields.Datetime.context_timestamp(
+            self.with_context(tz=tz), fields.Datetime.to_datetime(content["at"])
+        )
         content.pop("station", None)
         return content
 

@@ -11,18 +11,20 @@ Modes, for tests of what goes wrong: ``offline`` and ``no_paper`` (what the
 status answers), ``silent`` (never answers a status query), ``stalled``
 (accepts connections and never reads).
 
-    python -m pos_core.printer_emulator --port 9100 --name kitchen
+    python -m pos_core.printer_emulator --port 9100 --name kitchen --out .local/printers
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .escpos_text import Printout, parse
 
@@ -132,12 +134,12 @@ class PrinterEmulator:
         if not payload:
             return
         received = Received(payload, first, time.monotonic(), parse(payload))
-        with self._changed:
-            self.received.append(received)
-            self._changed.notify_all()
         if self.on_ticket:
             for ticket in received.tickets:
                 self.on_ticket(ticket)
+        with self._changed:
+            self.received.append(received)
+            self._changed.notify_all()
 
     def _answer_status(self, conn, data):
         """Answer (and take out of ``data``) the status queries in it."""
@@ -155,17 +157,32 @@ class PrinterEmulator:
                 conn.sendall(bytes([_PAPER_OUT if self.mode == "no_paper" else _PAPER_OK]))
 
 
+def save_ticket(out_dir, name, ticket, number, at=None):
+    """Write ``ticket`` as text to ``out_dir/<name>-<time>-<number>.txt``;
+    returns the file's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(at))
+    path = out / f"{name}-{stamp}-{number:05d}.txt"
+    path.write_text(ticket.text + "\n", encoding="utf-8")
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="An ESC/POS network printer on a TCP port.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--name", default="printer")
+    parser.add_argument("--out", help="a directory: each ticket is also written there as text")
     args = parser.parse_args(argv)
+    count = itertools.count(1)
 
     def show(ticket):
         stamp = time.strftime("%H:%M:%S")
         sys.stdout.write(f"===== {args.name} {stamp} =====\n{ticket.text}\n\n")
         sys.stdout.flush()
+        if args.out:
+            save_ticket(args.out, args.name, ticket, next(count))
 
     printer = PrinterEmulator(args.host, args.port, on_ticket=show).start()
     where = f"{printer.host}:{printer.port}"

@@ -104,6 +104,7 @@ class TestKitchenPrint(PosApiHttpCommon):
 
     # ------------------------------------------------------------------
     def test_order_sent_to_the_kitchen_prints_one_ticket_per_station(self):
+        self.env.user.tz = "Asia/Kolkata"  # UTC+5:30, the time printed
         with trap_jobs() as trap:
             order = self._to_kitchen()
             trap.assert_jobs_count(2)
@@ -127,6 +128,8 @@ class TestKitchenPrint(PosApiHttpCommon):
         self.assertIn(f"2 x {self.pizza.name}", kitchen.text)
         self.assertIn("! no basil", kitchen.text)
         self.assertIn("3 guests", kitchen.text)
+        sent = fields.Datetime.to_datetime(tickets[0].content["at"])
+        self.assertIn((sent + timedelta(hours=5, minutes=30)).strftime("%H:%M -"), kitchen.text)
         self.assertNotIn(self.drink.name, kitchen.text)
         self.assertIn(f"1 x {self.drink.name}", bar.text)
         self.assertNotIn(self.pizza.name, bar.text)

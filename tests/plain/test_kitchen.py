@@ -14,7 +14,7 @@ import pytest
 
 from pos_core import escpos_text, escpos_transport, kitchen_routing, kitchen_ticket, print_retry
 from pos_core.kitchen_ticket import CANCEL, DELTA, NEW, Ticket, TicketLine
-from pos_core.printer_emulator import PrinterEmulator
+from pos_core.printer_emulator import PrinterEmulator, save_ticket
 
 AT = datetime(2026, 12, 3, 19, 5)
 
@@ -323,3 +323,16 @@ def test_the_retry_schedule_starts_in_seconds_and_ends_in_a_dead_letter():
 def test_priorities_new_orders_then_changes_then_reprints():
     priority = print_retry.PRIORITY
     assert priority["new"] == priority["cancel"] < priority["delta"] < priority["reprint"]
+
+
+def test_the_emulator_writes_each_ticket_as_text(tmp_path):
+    saved = []
+    with PrinterEmulator(
+        on_ticket=lambda printout: saved.append(save_ticket(tmp_path, "kitchen", printout, 1))
+    ) as printer:
+        escpos_transport.send(printer.host, printer.port, kitchen_ticket.render(ticket()), 2)
+        printer.wait_for(1)
+    (path,) = saved
+    assert path.parent == tmp_path and path.name.startswith("kitchen-")
+    text = path.read_text(encoding="utf-8")
+    assert "NEW ORDER" in text and "2 x Margherita" in text and "! no basil, allergy" in text
