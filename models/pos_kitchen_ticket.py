@@ -27,6 +27,9 @@ _logger = logging.getLogger(__name__)
 
 # Per process: the stations' recent failures (kitchen_routing.Failover).
 FAILOVER = kitchen_routing.Failover()
+# A print takes seconds (the station's timeout): a job started this long ago
+# lost its worker.
+STUCK_MINUTES = 2
 PROBE_INTERVAL = 10  # seconds between two status probes of a station that is down
 SILENT_RECHECK = 300  # seconds before asking again a printer that answered no status query
 # Per process: station id -> when to ask its status again (printers that do
@@ -123,7 +126,8 @@ class PosApiPrintTicket(models.Model):
 
     def action_reprint(self):
         """Print the ticket again, marked REPRINT (after the new orders and
-        changes waiting)."""
+        changes waiting). Managers only."""
+        self.check_access("write")
         copies = self.browse()
         for ticket in self:
             copies |= self.sudo().create(
@@ -172,18 +176,16 @@ class PosApiPrintTicket(models.Model):
             reprint=self.reprint,
             possible_duplicate=duplicate,
         )
-        data = kitchen_ticket.render(ticket, int(target.paper))
         try:
+            data = kitchen_ticket.render(ticket, int(target.paper))
             seconds = escpos_transport.send(target.host, target.port, data, target.timeout)
         except escpos_transport.PrinterUnavailable as exc:
             FAILOVER.failed(target.id, exc.reason)
             target._api_record_health()
-            error = f"{target.name}: {exc.reason}: {exc}"
-            if print_retry.is_dead(first.timestamp(), time.time()):
-                self._api_record(state="dead", last_error=error, announce=True)
-                return f"dead: {error}"
-            self._api_record(state="failed", last_error=error)
-            raise RetryableJobError(error) from exc
+            return self._api_failed(first, f"{target.name}: {exc.reason}: {exc}", exc)
+        except Exception as exc:
+            _logger.exception("Kitchen ticket %s: not printed", self.id)
+            return self._api_failed(first, f"{type(exc).__name__}: {exc}", exc)
         FAILOVER.succeeded(target.id)
         target._api_record_health()
         self._api_record(
@@ -194,6 +196,40 @@ class PosApiPrintTicket(models.Model):
             last_error=False,
         )
         return f"printed on {target.name} in {seconds:.3f} s"
+
+    def _api_failed(self, first_try_at, error, exc):
+        """Record a failed attempt: dead (announced) once the ticket has been
+        tried for DEAD_AFTER, else failed, to be tried again."""
+        if print_retry.is_dead(first_try_at.timestamp(), time.time()):
+            self._api_record(state="dead", last_error=error, announce=True)
+            return f"dead: {error}"
+        self._api_record(state="failed", last_error=error)
+        raise RetryableJobError(error) from exc
+
+    @api.model
+    def _cron_requeue_stuck(self, minutes=STUCK_MINUTES):
+        """Print jobs that stayed started for ``minutes`` lost their worker
+        (killed mid-print, the server restarted): put them back in the
+        queue. Their ticket, found ``printing``, prints again marked as a
+        possible duplicate. Only this addon's print jobs are touched."""
+        stuck = (
+            self.env["queue.job"]
+            .sudo()
+            .search(
+                [
+                    ("model_name", "=", self._name),
+                    ("method_name", "=", "_api_print"),
+                    ("state", "=", "started"),
+                    (
+                        "date_started",
+                        "<",
+                        fields.Datetime.subtract(fields.Datetime.now(), minutes=minutes),
+                    ),
+                ]
+            )
+        )
+        stuck.requeue()
+        return len(stuck)
 
     def _api_ticket_fields(self):
         content = dict(self.content)
@@ -221,7 +257,9 @@ class PosApiPrintTicket(models.Model):
     def _api_record(self, announce=False, **vals):
         """Write ``vals`` in a transaction of its own, committed now; with
         ``announce``, emit ``print.failed`` in it."""
-        self.env.flush_all()  # what the job's transaction holds, for the new cursor to see
+        # Nothing is pending in a job run by queue_job; a caller's pending
+        # writes (a test, a shell) must not be applied after this commit.
+        self.env.flush_all()
         with self.env.registry.cursor() as cr:
             ticket = self.with_env(self.env(cr=cr))
             ticket.write(vals)
@@ -315,7 +353,9 @@ class PosApiPrinter(models.Model):
         self.invalidate_recordset(["health_state", "health_checked_at"])
 
     def action_check_health(self):
-        """The backend's "Check" button: ask each printer for its status."""
+        """The backend's "Check" button: ask each printer for its status
+        (managers only), then record what they said."""
+        self.check_access("write")
         for station in self:
             try:
                 answer = escpos_transport.status(
@@ -324,12 +364,9 @@ class PosApiPrinter(models.Model):
                 FAILOVER.observed(station.id, answer.refusal)
             except escpos_transport.PrinterUnavailable as exc:
                 FAILOVER.unreachable(station.id, exc.reason)
-            station.write(
-                {
-                    "health_state": FAILOVER.state(station.id),
-                    "health_checked_at": fields.Datetime.now(),
-                }
-            )
+        now = fields.Datetime.now()
+        for station in self:
+            station.write({"health_state": FAILOVER.state(station.id), "health_checked_at": now})
         return True
 
 

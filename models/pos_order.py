@@ -183,6 +183,8 @@ class PosOrder(models.Model):
                 )
             )
             order.with_context(pos_api_transition=True).write({"api_state": target})
+            if target == lc.CANCEL and order.kitchen_started_at:
+                order._api_kitchen_tickets(kitchen_ticket.CANCEL)
         if history:
             self.env["pos.order.state.history"].sudo().create(history)
 

@@ -1,0 +1,202 @@
+"""Kitchen print benchmark: order commit to the first ticket byte at the
+printer, and what printing adds to the request that sends an order to the
+kitchen. Run against a running Odoo with the demo restaurant and queue_job's
+job runner (``scripts/run``, without ``--printers``: this script is the
+printers, on the demo stations' ports 127.0.0.1:9100 and 9101).
+
+For each order: ``POST /orders`` (validated, a pizza and a drink, at a
+table), ``POST /orders/{id}/payments`` (cash, the demo flow is pay first),
+then ``POST /orders/{id}/prepare``, timed. The kitchen ticket's latency runs
+from the moment the prepare response is read (after Odoo's commit) to the
+first byte at the kitchen printer; from the request's start is the upper
+bound. Printing off: the demo stations are detached from the point of sale
+(``config_ids``) through JSON-RPC as admin, then restored; the two modes
+alternate in blocks.
+
+    .venv/bin/python bench/bench_print.py --url http://127.0.0.1:8069 \\
+        --token ACCESS_TOKEN --db pos_api_demo --orders 100
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pos_core.printer_emulator import PrinterEmulator
+
+API = "/pos_api/v1"
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary(ms):
+    return {
+        "n": len(ms),
+        "p50": round(percentile(ms, 50), 2),
+        "p99": round(percentile(ms, 99), 2),
+        "max": round(max(ms), 2),
+        "mean": round(statistics.fmean(ms), 2),
+    }
+
+
+class Client:
+    def __init__(self, url, token):
+        self.url, self.token = url, token
+        self.cookie = None
+
+    def api(self, method, path, body=None, headers=None):
+        request = urllib.request.Request(
+            self.url + API + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return json.loads(reply.read())
+
+    def rpc(self, path, params):
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps({"jsonrpc": "2.0", "method": "call", "params": params}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                **({"Cookie": self.cookie} if self.cookie else {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            if not self.cookie:
+                self.cookie = reply.headers["Set-Cookie"].split(";")[0]
+            answer = json.loads(reply.read())
+        if "error" in answer:
+            raise SystemExit(f"BENCH_ERROR {path}: {answer['error']}")
+        return answer["result"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--orders", type=int, default=100, help="per mode")
+    parser.add_argument("--block", type=int, default=10)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    client = Client(args.url.rstrip("/"), args.token)
+    client.rpc("/web/session/authenticate", {"db": args.db, "login": "admin", "password": "admin"})
+    stations = client.rpc(
+        "/web/dataset/call_kw/pos.api.printer/search_read",
+        {
+            "model": "pos.api.printer",
+            "method": "search_read",
+            "args": [[], ["id", "name", "config_ids", "port"]],
+            "kwargs": {},
+        },
+    )
+
+    def attach(on):
+        for station in stations:
+            client.rpc(
+                "/web/dataset/call_kw/pos.api.printer/write",
+                {
+                    "model": "pos.api.printer",
+                    "method": "write",
+                    "args": [
+                        [station["id"]],
+                        {"config_ids": [(6, 0, station["config_ids"] if on else [])]},
+                    ],
+                    "kwargs": {},
+                },
+            )
+
+    menu = client.api("GET", "/menu")
+    categories = {item["id"]: item["name"] for item in menu["categories"]}
+
+    def product(word):
+        return next(
+            item["id"]
+            for item in menu["products"]
+            if any(word in categories.get(categ, "") for categ in item["category_ids"])
+        )
+
+    pizza, drink = product("Pizza"), product("Soft")
+    table = client.api("GET", "/floors")["floors"][0]["tables"][0]["id"]
+    cash = next(m for m in client.api("GET", "/config")["payment_methods"] if m["is_cash"])
+
+    def one_order():
+        created = client.api(
+            "POST",
+            "/orders",
+            {
+                "uuid": str(uuid.uuid4()),
+                "state": "validated",
+                "table_id": table,
+                "lines": [
+                    {"product_id": pizza, "qty": "1"},
+                    {"product_id": drink, "qty": "1"},
+                ],
+            },
+        )["order"]
+        client.api(
+            "POST",
+            f"/orders/{created['id']}/payments",
+            {"payments": [{"payment_method_id": cash["id"], "amount": created["amount_total"]}]},
+            {"Idempotency-Key": str(uuid.uuid4())},
+        )
+        started = time.monotonic()
+        client.api("POST", f"/orders/{created['id']}/prepare", {})
+        return started, time.monotonic()
+
+    kitchen_port = next(s["port"] for s in stations if s["name"] == "Kitchen")
+    bar_port = next(s["port"] for s in stations if s["name"] == "Bar")
+    results = {"on": [], "off": [], "latency_after_commit": [], "latency_from_request": []}
+    with PrinterEmulator(port=kitchen_port) as kitchen, PrinterEmulator(port=bar_port) as bar:
+        for _warm in range(3):
+            one_order()
+        kitchen.wait_for(3, timeout=30)
+        done = {"on": 0, "off": 0}
+        while min(done.values()) < args.orders:
+            for mode in ("on", "off"):
+                attach(mode == "on")
+                for _ in range(args.block):
+                    before = len(kitchen.received)
+                    started, answered = one_order()
+                    results[mode].append((answered - started) * 1000)
+                    if mode == "on":
+                        deadline = time.monotonic() + 30
+                        while len(kitchen.received) <= before and time.monotonic() < deadline:
+                            time.sleep(0.001)
+                        if len(kitchen.received) <= before:
+                            raise SystemExit("BENCH_ERROR a kitchen ticket did not arrive in 30 s")
+                        first = kitchen.received[before].first_byte_at
+                        results["latency_after_commit"].append((first - answered) * 1000)
+                        results["latency_from_request"].append((first - started) * 1000)
+                done[mode] += args.block
+        attach(True)
+        bar.wait_for(done["on"] + 3, timeout=30)
+        printed = {"kitchen": len(kitchen.tickets), "bar": len(bar.tickets)}
+    report = {key: summary(values) for key, values in results.items()}
+    report["printed"] = printed
+    report["prepare_p50_on_vs_off"] = round(report["on"]["p50"] / report["off"]["p50"], 3)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
