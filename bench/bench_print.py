@@ -86,6 +86,38 @@ class Client:
         return answer["result"]
 
 
+def outage(one_order, kitchen_port, bar_port, args):
+    """Both printers down while orders arrive, then back: when each ticket
+    printed after the return, whether in order, whether any is missing."""
+    refs = []
+    started = time.monotonic()
+    while time.monotonic() - started < args.outage or len(refs) < args.outage_orders:
+        if len(refs) < args.outage_orders:
+            one_order()
+            refs.append(len(refs))
+        else:
+            time.sleep(0.2)
+    with PrinterEmulator(port=kitchen_port) as kitchen, PrinterEmulator(port=bar_port) as bar:
+        back = time.monotonic()
+        kitchen.wait_for(len(refs), timeout=120)
+        bar.wait_for(len(refs), timeout=120)
+        received = sorted(kitchen.received, key=lambda item: item.first_byte_at)
+        names = [
+            next(line.text for line in ticket.lines if "/" in line.text and " - " in line.text)
+            for item in received
+            for ticket in item.tickets
+        ]
+        last = max(item.closed_at for item in (*kitchen.received, *bar.received))
+        return {
+            "down_s": round(back - started, 1),
+            "orders": len(refs),
+            "kitchen_tickets": len(kitchen.tickets),
+            "bar_tickets": len(bar.tickets),
+            "all_printed_after_return_s": round(last - back, 2),
+            "kitchen_in_order": names == sorted(names),
+        }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
@@ -93,6 +125,13 @@ def main():
     parser.add_argument("--db", required=True)
     parser.add_argument("--orders", type=int, default=100, help="per mode")
     parser.add_argument("--block", type=int, default=10)
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=0,
+        help="then: both printers down for this many seconds while --outage-orders arrive",
+    )
+    parser.add_argument("--outage-orders", type=int, default=20)
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -189,9 +228,12 @@ def main():
         attach(True)
         bar.wait_for(done["on"] + 3, timeout=30)
         printed = {"kitchen": len(kitchen.tickets), "bar": len(bar.tickets)}
-    report = {key: summary(values) for key, values in results.items()}
+    report = {key: summary(values) for key, values in results.items() if values}
     report["printed"] = printed
-    report["prepare_p50_on_vs_off"] = round(report["on"]["p50"] / report["off"]["p50"], 3)
+    if results["off"]:
+        report["prepare_p50_on_vs_off"] = round(report["on"]["p50"] / report["off"]["p50"], 3)
+    if args.outage:
+        report["outage"] = outage(one_order, kitchen_port, bar_port, args)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

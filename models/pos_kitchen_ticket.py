@@ -76,6 +76,7 @@ class PosApiPrintTicket(models.Model):
     printed_at = fields.Datetime(readonly=True)
     print_seconds = fields.Float(readonly=True, digits=(16, 3))
     last_error = fields.Char(readonly=True)
+    job_uuid = fields.Char(readonly=True, index="btree_not_null", copy=False)
 
     # ------------------------------------------------------------------
     # Enqueueing
@@ -118,11 +119,12 @@ class PosApiPrintTicket(models.Model):
     def _api_delay(self):
         self.ensure_one()
         priority = print_retry.PRIORITY["reprint" if self.reprint else self.kind]
-        self.with_delay(
+        job = self.with_delay(
             priority=priority,
             max_retries=0,  # forever: the job gives up by time (dead-letter)
             description=f"Kitchen ticket {self.id}: {self.station_id.name}",
         )._api_print()
+        self.job_uuid = job.uuid
 
     def action_reprint(self):
         """Print the ticket again, marked REPRINT (after the new orders and
@@ -195,7 +197,27 @@ class PosApiPrintTicket(models.Model):
             print_seconds=seconds,
             last_error=False,
         )
+        self._api_wake_waiting()
         return f"printed on {target.name} in {seconds:.3f} s"
+
+    def _api_wake_waiting(self):
+        """The station prints again (itself or through its backup): its
+        tickets waiting for a retry go now, in their order (priority, then
+        creation), instead of at their retry time, up to a minute away."""
+        waiting = self.search(
+            [
+                ("station_id", "=", self.station_id.id),
+                ("state", "=", "failed"),
+                ("id", "!=", self.id),
+            ]
+        )
+        if not waiting:
+            return
+        with self.env.registry.cursor() as cr:
+            jobs = self.env(cr=cr)["queue.job"].sudo()
+            jobs.search(
+                [("uuid", "in", waiting.mapped("job_uuid")), ("state", "=", "pending")]
+            ).write({"eta": False})
 
     def _api_failed(self, first_try_at, error, exc):
         """Record a failed attempt: dead (announced) once the ticket has been

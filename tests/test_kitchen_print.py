@@ -342,3 +342,29 @@ class TestKitchenPrint(PosApiHttpCommon):
         self.assertEqual((order.state, order.api_state), ("cancel", "cancel"))
         cancel = order.api_ticket_ids.filtered(lambda ticket: ticket.kind == "cancel")
         self.assertEqual(cancel.station_id, self.kitchen_station)
+
+    def test_a_station_back_wakes_its_waiting_tickets_in_order(self):
+        port = self.kitchen_printer.port
+        self.kitchen_printer.stop()
+        orders = [self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]) for _ in range(3)]
+        tickets = [order.api_ticket_ids for order in orders]
+        jobs = self.env["queue.job"].sudo()
+        for ticket in tickets[1:]:
+            self.assertIsInstance(self._print(ticket), RetryableJobError)
+            # As queue_job postpones a retried job.
+            jobs.search([("uuid", "=", ticket.job_uuid)]).write(
+                {"eta": fields.Datetime.now() + timedelta(seconds=60)}
+            )
+        self.kitchen_printer = self._printer(self.kitchen_station, port=port)
+        self.assertIsNone(self._print(tickets[0]))
+        waiting = jobs.search([("uuid", "in", [ticket.job_uuid for ticket in tickets[1:]])])
+        self.assertEqual(len(waiting), 2)
+        waiting.invalidate_recordset()  # written in the job's own cursor
+        self.assertEqual(waiting.mapped("eta"), [False, False])
+        self.assertEqual(waiting.mapped("state"), ["pending", "pending"])
+        # The runner takes them by priority, creation time, then id: as sent.
+        self.assertEqual(set(waiting.mapped("priority")), {print_retry.PRIORITY["new"]})
+        self.assertEqual(
+            waiting.sorted(lambda job: (job.date_created, job.id)).mapped("uuid"),
+            [ticket.job_uuid for ticket in tickets[1:]],
+        )
