@@ -101,9 +101,10 @@ class DeviceSocket:
             elif message.opcode == ws.OP_TEXT:
                 return json.loads(message.data)
 
-    def events_until(self, seq, timeout=TIMEOUT):
-        """Envelopes received until one with ``seq`` (included)."""
-        received = []
+    def events_until(self, seq, timeout=TIMEOUT, received=None):
+        """Envelopes received until one with ``seq`` (included); appended to
+        ``received`` as they arrive when it is given."""
+        received = [] if received is None else received
         deadline = time.monotonic() + timeout
         while not received or received[-1]["seq"] < seq:
             message = self.recv(max(deadline - time.monotonic(), 0.01))
@@ -405,11 +406,18 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         self.assertGreater(count * size, 8 * limits.WS_SEND_BUFFER_BYTES)
         received = []
         reader = threading.Thread(
-            target=lambda: received.extend(fast.events_until(start + count, 90))
+            target=lambda: fast.events_until(start + count, 90, received=received)
         )
         reader.start()
-        for _batch in range(batches):
+        for batch in range(batches):
             last = self._emit(per_batch, size=size)
+            # The fast client gets each batch while the slow one reads nothing
+            # (waiting here keeps this test's own reader, a thread of the test
+            # process, from falling behind and being cut off as slow itself).
+            deadline = time.monotonic() + TIMEOUT
+            while len(received) < (batch + 1) * per_batch and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(len(received), (batch + 1) * per_batch, f"batch {batch}")
         reader.join(90)
         self.assertEqual([e["seq"] for e in received], list(range(start + 1, last + 1)))
         # The slow one was cut off: its stream ends (told to resync, or dropped
