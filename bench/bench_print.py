@@ -19,7 +19,6 @@ alternate in blocks.
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import urllib.request
@@ -28,25 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_orders import summary_ms
+
 from pos_core.printer_emulator import PrinterEmulator
 
 API = "/pos_api/v1"
-
-
-def percentile(values, pct):
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def summary(ms):
-    return {
-        "n": len(ms),
-        "p50": round(percentile(ms, 50), 2),
-        "p99": round(percentile(ms, 99), 2),
-        "max": round(max(ms), 2),
-        "mean": round(statistics.fmean(ms), 2),
-    }
 
 
 class Client:
@@ -214,7 +199,7 @@ def main():
                 for _ in range(args.block):
                     before = len(kitchen.received)
                     started, answered = one_order()
-                    results[mode].append((answered - started) * 1000)
+                    results[mode].append(answered - started)
                     if mode == "on":
                         deadline = time.monotonic() + 30
                         while len(kitchen.received) <= before and time.monotonic() < deadline:
@@ -222,13 +207,13 @@ def main():
                         if len(kitchen.received) <= before:
                             raise SystemExit("BENCH_ERROR a kitchen ticket did not arrive in 30 s")
                         first = kitchen.received[before].first_byte_at
-                        results["latency_after_commit"].append((first - answered) * 1000)
-                        results["latency_from_request"].append((first - started) * 1000)
+                        results["latency_after_commit"].append(first - answered)
+                        results["latency_from_request"].append(first - started)
                 done[mode] += args.block
         attach(True)
         bar.wait_for(done["on"] + 3, timeout=30)
         printed = {"kitchen": len(kitchen.tickets), "bar": len(bar.tickets)}
-    report = {key: summary(values) for key, values in results.items() if values}
+    report = {key: summary_ms(values) for key, values in results.items() if values}
     report["printed"] = printed
     if results["off"]:
         report["prepare_p50_on_vs_off"] = round(report["on"]["p50"] / report["off"]["p50"], 3)

@@ -19,15 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-
-def percentile(values, pct):
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+from bench_orders import percentile
 
 
 class Client:

@@ -6,7 +6,6 @@ ticket is checked by parsing the bytes the printer received.
 HttpCase: the job records its state in cursors of its own, which the test
 registry serves from the test transaction."""
 
-import socket
 import time
 import uuid
 from datetime import timedelta
@@ -25,14 +24,9 @@ from ..pos_core import lifecycle as lc
 from ..pos_core import schemas as s
 from ..pos_core.printer_emulator import PrinterEmulator
 from .common import PosApiHttpCommon
+from .server import free_port
 
 PRINT = "pos.api.print.ticket"
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @tagged("post_install", "-at_install")
@@ -163,7 +157,7 @@ class TestKitchenPrint(PosApiHttpCommon):
         self.assertEqual(config.retry_pattern, print_retry.retry_pattern())
 
     def test_a_ticket_not_printed_fails_then_dies_announced_and_reprints(self):
-        self.kitchen_station.port = closed_port()
+        self.kitchen_station.port = free_port()
         order = self._to_kitchen()
         ticket = self._ticket(order, self.kitchen_station)
         error = self._print(ticket)
@@ -270,7 +264,7 @@ class TestKitchenPrint(PosApiHttpCommon):
         self.assertFalse(draft.api_ticket_ids)
 
     def test_a_badly_configured_station_is_a_health_state_not_an_error(self):
-        self.kitchen_station.port = closed_port()
+        self.kitchen_station.port = free_port()
         status, body = self._call(
             "POST",
             "/orders",

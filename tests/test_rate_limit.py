@@ -2,19 +2,13 @@
 configuration (or per worker when it is unreachable)."""
 
 import os
-import socket
 from unittest.mock import patch
 
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from .common import API, PosApiHttpCommon
-
-
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .server import free_port
 
 
 @tagged("post_install", "-at_install")
@@ -84,7 +78,7 @@ class TestRateLimit(PosApiHttpCommon):
         order = self._order(self.waiter)
         environ = {
             "POS_API_RATE_WRITE": "3/120",
-            "POS_API_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
+            "POS_API_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         }
         with patch.dict(os.environ, environ):
             self._assert_limited(

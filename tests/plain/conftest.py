@@ -6,6 +6,7 @@ that needs a server and finds none is skipped with the reason.
 """
 
 import os
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -17,6 +18,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # tier sees it: without the addon's __init__ (which imports odoo).
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+def free_port():
+    """A loopback TCP port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _require_env(name):

@@ -5,13 +5,13 @@ restart and pause)."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 import uuid
 
 import pytest
+from conftest import free_port
 
 from pos_core import cache as tiered
 from pos_core.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
@@ -155,9 +155,7 @@ class RedisProcess:
 
     def __init__(self, directory):
         self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = None
 

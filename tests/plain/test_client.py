@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import free_port
 
 from pos_core import client as client_mod
 from pos_core import events
@@ -274,9 +275,7 @@ def test_replay_is_in_order_keeps_keys_and_stops_at_the_first_failure(tmp_path, 
 
 
 def test_replay_with_the_server_unreachable_keeps_everything(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     device = EventClient(
         f"http://127.0.0.1:{port}",
         lambda refresh=False: "good",

@@ -4,13 +4,13 @@ and the retry schedule. Every ticket is checked by parsing the bytes the
 printer received."""
 
 import random
-import socket
 import threading
 import time
 from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
+from conftest import free_port
 
 from pos_core import escpos_text, escpos_transport, kitchen_routing, kitchen_ticket, print_retry
 from pos_core.kitchen_ticket import CANCEL, DELTA, NEW, Ticket, TicketLine
@@ -55,12 +55,6 @@ def printed(data):
 def printer():
     with PrinterEmulator() as emulator:
         yield emulator
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- layout
@@ -170,7 +164,7 @@ def test_tickets_from_many_threads_all_arrive_whole(printer):
 def test_unreachable_printers_fail_with_a_health_state():
     data = kitchen_ticket.render(ticket())
     with pytest.raises(escpos_transport.PrinterUnavailable) as refused:
-        escpos_transport.send("127.0.0.1", closed_port(), data, timeout=2)
+        escpos_transport.send("127.0.0.1", free_port(), data, timeout=2)
     assert refused.value.reason == escpos_transport.REFUSED
 
 
@@ -216,7 +210,7 @@ def test_status_where_the_printer_answers(mode, expected, refusal):
         assert status.refusal == refusal
         assert not emulator.received  # queries are not tickets
     with pytest.raises(escpos_transport.PrinterUnavailable):
-        escpos_transport.status("127.0.0.1", closed_port(), timeout=0.5)
+        escpos_transport.status("127.0.0.1", free_port(), timeout=0.5)
 
 
 # ------------------------------------------------------- routing, failover
@@ -273,7 +267,7 @@ def test_failover_with_real_printers():
     """The bar's printer is down: after the threshold its tickets print on
     the kitchen's, marked for the bar; back on the bar once it answers."""
     failover = kitchen_routing.Failover(threshold=2)
-    bar_port = closed_port()
+    bar_port = free_port()
     with PrinterEmulator() as kitchen_printer:
         ports = {1: kitchen_printer.port, 2: bar_port}
 

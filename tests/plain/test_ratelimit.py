@@ -1,8 +1,8 @@
-import socket
 import time
 import uuid
 
 import pytest
+from conftest import free_port
 
 from pos_core.exceptions import InvalidInput, PosApiError
 from pos_core.limits import Rate, decode_json, json_depth, rates
@@ -52,14 +52,8 @@ def test_redis_bucket_refills_over_time(redis_client):
     assert limiter.hit(key, rate).allowed
 
 
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_redis_falls_back_to_the_worker_and_backs_off():
-    limiter = RateLimiter(f"redis://127.0.0.1:{_closed_port()}/0", backoff=30)
+    limiter = RateLimiter(f"redis://127.0.0.1:{free_port()}/0", backoff=30)
     key, rate = _key(), Rate(2, 60)
     first = limiter.hit(key, rate)
     assert first.allowed and first.backend == LOCAL

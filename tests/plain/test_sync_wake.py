@@ -1,7 +1,8 @@
 """The sync log's wake-up messages and its Redis publisher, on a real Redis."""
 
-import socket
 import time
+
+from conftest import free_port
 
 from pos_core import sync_wake
 
@@ -25,9 +26,7 @@ def test_publish_reaches_a_subscriber(redis_client):
 
 def test_redis_down_never_raises_and_backs_off():
     # A port nothing listens on: connection refused at once.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     publisher = sync_wake.Publisher(f"redis://127.0.0.1:{port}/0", backoff=30)
     started = time.monotonic()
     assert publisher.publish("{}") is False
