@@ -117,6 +117,9 @@ def main():
         help="then: both printers down for this many seconds while --outage-orders arrive",
     )
     parser.add_argument("--outage-orders", type=int, default=20)
+    parser.add_argument(
+        "--settle", type=float, default=0.2, help="seconds between two orders, in both modes"
+    )
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -197,7 +200,7 @@ def main():
             for mode in ("on", "off"):
                 attach(mode == "on")
                 for _ in range(args.block):
-                    before = len(kitchen.received)
+                    before, bar_before = len(kitchen.received), len(bar.tickets)
                     started, answered = one_order()
                     results[mode].append(answered - started)
                     if mode == "on":
@@ -209,6 +212,11 @@ def main():
                         first = kitchen.received[before].first_byte_at
                         results["latency_after_commit"].append(first - answered)
                         results["latency_from_request"].append(first - started)
+                        # The next order is timed once this one's jobs are
+                        # done: what is measured is the request, not the CPU
+                        # the previous order's print jobs take.
+                        bar.wait_for(bar_before + 1, timeout=30)
+                    time.sleep(args.settle)
                 done[mode] += args.block
         attach(True)
         bar.wait_for(done["on"] + 3, timeout=30)

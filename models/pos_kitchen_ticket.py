@@ -20,7 +20,14 @@ from odoo import api, fields, models
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
-from ..pos_core import escpos_transport, events, kitchen_routing, kitchen_ticket, print_retry
+from ..pos_core import (
+    escpos_transport,
+    events,
+    kitchen_changes,
+    kitchen_routing,
+    kitchen_ticket,
+    print_retry,
+)
 from .pos_sync_log import event_at
 
 _logger = logging.getLogger(__name__)
@@ -32,6 +39,11 @@ FAILOVER = kitchen_routing.Failover()
 STUCK_MINUTES = 2
 PROBE_INTERVAL = 10  # seconds between two status probes of a station that is down
 SILENT_RECHECK = 300  # seconds before asking again a printer that answered no status query
+# pg_try_advisory_xact_lock(STATION_LOCK, station id): the job printing the
+# station's tickets.
+STATION_LOCK = 0x50505254  # "PPRT"
+# Earlier tickets of its station a job prints before its own, at most.
+DRAIN_BATCH = 20
 # Per process: station id -> when to ask its status again (printers that do
 # not answer status queries).
 _STATUS_SILENT = {}
@@ -74,7 +86,7 @@ class PosApiPrintTicket(models.Model):
     first_try_at = fields.Datetime(readonly=True)
     last_try_at = fields.Datetime(readonly=True)
     printed_at = fields.Datetime(readonly=True)
-    print_seconds = fields.Float(readonly=True, digits=(16, 3))
+    print_seconds = fields.Float(readonly=True, digits=(16, 6))
     last_error = fields.Char(readonly=True)
     job_uuid = fields.Char(readonly=True, index="btree_not_null", copy=False)
 
@@ -82,9 +94,12 @@ class PosApiPrintTicket(models.Model):
     # Enqueueing
     # ------------------------------------------------------------------
     @api.model
-    def _api_enqueue(self, order, kind):
-        """The tickets of ``order`` for its stations, each as a job; in the
-        caller's transaction."""
+    def _api_enqueue(self, order, kind, items, note_changed=False):
+        """The tickets of ``order`` for its stations, each as a job, in the
+        caller's transaction. ``items`` are what the router takes (see
+        ``pos.order._api_kitchen_items``); with ``note_changed`` (the
+        order's note), the stations that have its earlier tickets get one
+        even without lines of theirs."""
         stations = (
             self.env["pos.api.printer"]
             .sudo()
@@ -97,19 +112,19 @@ class PosApiPrintTicket(models.Model):
         )
         if not stations:
             return self.browse()
-        lines = order._api_kitchen_lines()
         routed, _unrouted = kitchen_routing.route(
-            lines, [station._api_rule() for station in stations]
+            items, [station._api_rule() for station in stations]
         )
+        told = set(order.sudo().api_ticket_ids.station_id.ids) if note_changed else set()
         vals = [
             {
                 "order_id": order.id,
                 "station_id": station.id,
                 "kind": kind,
-                "content": order._api_ticket_content(kind, station, routed[station.id]),
+                "content": order._api_ticket_content(kind, station, routed.get(station.id, [])),
             }
             for station in stations
-            if routed.get(station.id)
+            if routed.get(station.id) or station.id in told
         ]
         tickets = self.sudo().create(vals)
         for ticket in tickets:
@@ -151,10 +166,38 @@ class PosApiPrintTicket(models.Model):
     # ------------------------------------------------------------------
     def _api_print(self):
         """Print the ticket on its station, or its backup while the station
-        is down. Raises RetryableJobError to be tried again."""
+        is down, after the station's earlier tickets still waiting (a
+        station's tickets print in their order). Raises RetryableJobError
+        to be tried again."""
         self.ensure_one()
         # Printing is the system's work, whoever sent the order.
-        return self.sudo()._api_print_now()
+        ticket = self.sudo()
+        if ticket.state in ("printed", "dead"):
+            return f"already {ticket.state}"
+        # One job prints a station at a time; another job of the station
+        # comes back in a second, without spending a retry.
+        self.env.cr.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", [STATION_LOCK, ticket.station_id.id]
+        )
+        if not self.env.cr.fetchone()[0]:
+            raise RetryableJobError("the station is printing another ticket", 1, True)
+        earlier = ticket.search(
+            [
+                ("station_id", "=", ticket.station_id.id),
+                ("state", "in", ("queued", "printing", "failed")),
+                ("id", "<", ticket.id),
+            ],
+            order="id",
+            limit=DRAIN_BATCH + 1,
+        )
+        for waiting in earlier[:DRAIN_BATCH]:
+            try:
+                waiting._api_print_now()
+            except RetryableJobError as exc:
+                raise RetryableJobError(f"after ticket {waiting.id}: {exc}") from exc
+        if len(earlier) > DRAIN_BATCH:
+            raise RetryableJobError("more earlier tickets of the station first", 1, True)
+        return ticket._api_print_now()
 
     def _api_print_now(self):
         if self.state in ("printed", "dead"):
@@ -202,12 +245,12 @@ class PosApiPrintTicket(models.Model):
 
     def _api_wake_waiting(self):
         """The station prints again (itself or through its backup): its
-        tickets waiting for a retry go now, in their order (priority, then
-        creation), instead of at their retry time, up to a minute away."""
+        tickets waiting for a retry (theirs, or an earlier ticket's) go now,
+        instead of at their retry time, up to a minute away."""
         waiting = self.search(
             [
                 ("station_id", "=", self.station_id.id),
-                ("state", "=", "failed"),
+                ("state", "in", ("queued", "failed")),
                 ("id", "!=", self.id),
             ]
         )
@@ -262,6 +305,7 @@ class PosApiPrintTicket(models.Model):
                 attributes=tuple(line.get("attributes", ())),
                 modifiers=tuple(line.get("modifiers", ())),
                 note=line.get("note", ""),
+                note_changed=line.get("note_changed", False),
                 combo=tuple((qty, name) for qty, name in line.get("combo", ())),
             )
             for line in content["lines"]
@@ -397,51 +441,162 @@ class PosOrder(models.Model):
 
     api_ticket_ids = fields.One2many("pos.api.print.ticket", "order_id", string="Kitchen Tickets")
 
-    def _api_kitchen_lines(self):
-        """The order's lines as the router takes them (a combo's items go
-        with their combo line)."""
+    # ------------------------------------------------------------------
+    # What the kitchen has: Odoo's last_order_preparation_change
+    # ------------------------------------------------------------------
+    def _api_kitchen_sent(self):
+        """What the kitchen was last sent, as the POS UI records it."""
         self.ensure_one()
-        result = []
-        for line in self.lines.filtered(lambda line: not line.combo_parent_id and line.qty):
-            product = line.product_id
-            result.append(
+        return kitchen_changes.parse(self.last_order_preparation_change)
+
+    def _api_kitchen_now(self):
+        """The order's lines as they would be sent now (lines the POS UI
+        marks as not for the kitchen left out, as Odoo's Order button does)."""
+        self.ensure_one()
+        return [
+            kitchen_changes.Sent(
+                uuid=line.uuid,
+                product_id=line.product_id.id,
+                name=line.full_product_name or line.product_id.display_name,
+                note=(line.note or "").strip(),
+                qty=line.qty,
+                combo_item=bool(line.combo_parent_id),
+            )
+            for line in self.lines
+            if line.qty and line.uuid and not line.skip_change
+        ]
+
+    def _api_record_sent(self, sent):
+        """Record ``sent`` as what the kitchen has, in the POS UI's form (the
+        POS UI then shows no change to send)."""
+        self.last_order_preparation_change = kitchen_changes.dump(
+            sent, self.general_note or "", self.takeaway
+        )
+
+    def _api_send_to_kitchen(self):
+        """The lifecycle enters preparing: print what the kitchen does not
+        have yet (everything, or what changed since the POS UI sent the
+        order), and record the order as sent."""
+        tickets = self.env["pos.api.print.ticket"]
+        for order in self:
+            now = order._api_kitchen_now()
+            after = kitchen_changes.State(
+                {sent.uuid: sent for sent in now}, (order.general_note or "").strip()
+            )
+            tickets |= order._api_print_changes(order._api_kitchen_sent(), after)
+            order._api_record_sent(now)
+        return tickets
+
+    def _api_kitchen_cancel(self):
+        """The order is cancelled after the kitchen had it: a cancellation
+        ticket with what the kitchen was sent."""
+        tickets = self.env["pos.api.print.ticket"]
+        for order in self:
+            sent = order._api_kitchen_sent()
+            if not sent.lines:  # sent before the kitchen's state was recorded
+                sent = kitchen_changes.State({line.uuid: line for line in order._api_kitchen_now()})
+            changes = kitchen_changes.changes(sent, kitchen_changes.EMPTY)
+            items = order._api_kitchen_items(changes)
+            if items:
+                tickets |= tickets._api_enqueue(order, kitchen_ticket.CANCEL, items)
+        return tickets
+
+    def _api_print_changes(self, before, after):
+        """Tickets for what ``after`` sends on top of ``before``: a new order
+        when nothing was sent before, else the changes."""
+        self.ensure_one()
+        changes = kitchen_changes.changes(before, after)
+        # A line the POS UI says has fewer or none, but that the order still
+        # has (a stale copy of the order synced back), did not change: the
+        # kitchen keeps it, and so does the recorded state.
+        current = {line.uuid: line.qty for line in self.lines}
+        stale = {
+            change.uuid
+            for change in changes
+            if change.delta < 0 and current.get(change.uuid, 0.0) > change.qty
+        }
+        if stale:
+            kept = {**after.lines, **{uuid: before.lines[uuid] for uuid in stale}}
+            self._api_record_sent(list(kept.values()))
+            changes = [change for change in changes if change.uuid not in stale]
+        items = self._api_kitchen_items(changes)
+        note_changed = bool(before.lines) and before.general_note != after.general_note
+        if not items and not note_changed:
+            return self.env["pos.api.print.ticket"]
+        kind = kitchen_ticket.DELTA if before.lines else kitchen_ticket.NEW
+        tickets = self.env["pos.api.print.ticket"]._api_enqueue(
+            self, kind, items, note_changed=note_changed
+        )
+        if tickets and not self.kitchen_started_at:
+            self.with_context(pos_api_transition=True).kitchen_started_at = fields.Datetime.now()
+        return tickets
+
+    def _api_kitchen_items(self, changes):
+        """The router's items for ``changes`` (a combo's items go with their
+        combo line)."""
+        self.ensure_one()
+        by_uuid = {line.uuid: line for line in self.lines}
+        products = self.env["product.product"].browse(
+            [change.product_id for change in changes if change.uuid not in by_uuid]
+        )
+        products = {product.id: product for product in products.exists()}
+        items = []
+        for change in changes:
+            line = by_uuid.get(change.uuid, self.env["pos.order.line"])
+            if change.combo_item or line.combo_parent_id:
+                continue
+            product = line.product_id or products.get(change.product_id)
+            if not product:
+                continue
+            items.append(
                 SimpleNamespace(
                     product_id=product.id,
                     category_ids=tuple(product.pos_categ_ids.ids),
                     line=line,
+                    change=change,
                 )
             )
-        return result
+        return items
 
+    # ------------------------------------------------------------------
+    # The POS UI's Order button
+    # ------------------------------------------------------------------
+    @api.model
+    def _process_order(self, order, existing_order):
+        before = existing_order._api_kitchen_sent() if existing_order else kitchen_changes.EMPTY
+        order_id = super()._process_order(order, existing_order)
+        self.browse(order_id)._api_after_ui_sync(before)
+        return order_id
+
+    def _api_after_ui_sync(self, before):
+        """The POS UI synced the order: print what its Order button sent
+        (the change of last_order_preparation_change). An order paid with
+        lines never sent (counter service: no Order button) sends them, as
+        Odoo's receipt screen does."""
+        self.ensure_one()
+        if self.state == "cancel":
+            return
+        after = self._api_kitchen_sent()
+        if after.no_ticket:
+            return
+        self._api_print_changes(before, after)
+        if self.state in ("paid", "done", "invoiced"):
+            unsent = kitchen_changes.changes(
+                after, kitchen_changes.State({line.uuid: line for line in self._api_kitchen_now()})
+            )
+            if any(change.delta > 0 for change in unsent):
+                self._api_send_to_kitchen()
+
+    # ------------------------------------------------------------------
+    # Ticket content
+    # ------------------------------------------------------------------
     def _api_ticket_content(self, kind, station, routed):
         """What a ticket prints, as plain JSON: kept on the ticket, so that a
         reprint is the same ticket."""
         self.ensure_one()
         lang = self.config_id.company_id.partner_id.lang or self.env.lang
         order = self.with_context(lang=lang)
-        lines = []
-        for item in routed:
-            line = item.line.with_context(lang=lang)
-            lines.append(
-                {
-                    "name": line.product_id.with_context(display_default_code=False).display_name,
-                    "qty": line.qty,
-                    "attributes": [
-                        f"{value.attribute_id.name}: {value.name}"
-                        for value in line.attribute_value_ids
-                    ],
-                    "modifiers": [
-                        f"{value.custom_product_template_attribute_value_id.name}: "
-                        f"{value.custom_value}"
-                        for value in line.custom_attribute_value_ids
-                        if value.custom_value
-                    ],
-                    "note": line.customer_note or "",
-                    "combo": [
-                        [child.qty, child.product_id.display_name] for child in line.combo_line_ids
-                    ],
-                }
-            )
+        lines = [order._api_ticket_line(kind, item) for item in routed]
         seats = {item.line.api_seat for item in routed if item.line.api_seat}
         return {
             "kind": kind,
@@ -456,9 +611,29 @@ class PosOrder(models.Model):
             "lines": lines,
         }
 
-    def _api_kitchen_tickets(self, kind):
-        """Enqueue ``kind`` tickets for these orders (a lifecycle step)."""
-        tickets = self.env["pos.api.print.ticket"]
-        for order in self:
-            tickets |= tickets._api_enqueue(order, kind)
-        return tickets
+    def _api_ticket_line(self, kind, item):
+        change = item.change
+        qty = abs(change.delta) if kind == kitchen_ticket.CANCEL else change.delta
+        if change.note_changed:
+            qty = change.qty
+        line = item.line.with_context(lang=self.env.lang)
+        if not line:  # removed from the order: what the kitchen was sent
+            return {"name": change.name, "qty": qty, "note": change.note}
+        scale = abs(qty) / line.qty if line.qty else 1
+        return {
+            "name": line.product_id.with_context(display_default_code=False).display_name,
+            "qty": qty,
+            "attributes": [
+                f"{value.attribute_id.name}: {value.name}" for value in line.attribute_value_ids
+            ],
+            "modifiers": [
+                f"{value.custom_product_template_attribute_value_id.name}: {value.custom_value}"
+                for value in line.custom_attribute_value_ids
+                if value.custom_value
+            ],
+            "note": " / ".join(note for note in (change.note, line.customer_note) if note),
+            "note_changed": change.note_changed,
+            "combo": [
+                [child.qty * scale, child.product_id.display_name] for child in line.combo_line_ids
+            ],
+        }

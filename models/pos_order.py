@@ -8,7 +8,6 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import float_compare
 
-from ..pos_core import kitchen_ticket
 from ..pos_core import lifecycle as lc
 from ..pos_core.exceptions import Conflict, Forbidden, InvalidInput
 from .pos_order_state_history import STATE_SELECTION
@@ -184,7 +183,7 @@ class PosOrder(models.Model):
             )
             order.with_context(pos_api_transition=True).write({"api_state": target})
             if target == lc.CANCEL and order.kitchen_started_at:
-                order._api_kitchen_tickets(kitchen_ticket.CANCEL)
+                order._api_kitchen_cancel()
         if history:
             self.env["pos.order.state.history"].sudo().create(history)
 
@@ -243,9 +242,9 @@ class PosOrder(models.Model):
         )
         targets = {transition.target for transition in transitions}
         if lc.CANCEL in targets:
-            in_kitchen._api_kitchen_tickets(kitchen_ticket.CANCEL)
+            in_kitchen._api_kitchen_cancel()
         elif lc.PREPARING in targets:
-            self._api_kitchen_tickets(kitchen_ticket.NEW)
+            self._api_send_to_kitchen()
         return True
 
     def _api_side_effects(self, transition, device):

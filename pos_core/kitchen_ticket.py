@@ -4,10 +4,11 @@ python-escpos, for 58 mm and 80 mm paper. Plain Python, no Odoo.
 A ticket is one order's lines for one station: a new order (``NEW``), the
 lines added, changed or removed afterwards (``DELTA``), or the order's
 cancellation (``CANCEL``). Each line shows its quantity (a delta line its
-change, ``+2``, ``-1``), the product, its attributes and modifiers, its note
-and a combo's contents. The header shows the table and seat, the guests,
-the waiter and the time; a reprint says ``REPRINT``, and a ticket printed by
-a backup station names the station it was meant for.
+change, ``+2``, ``-1``, or a new note on the same quantity), the product,
+its attributes and modifiers, its note and a combo's contents. The header
+shows the table and seat, the guests, the waiter and the time; a reprint
+says ``REPRINT``, and a ticket printed by a backup station names the
+station it was meant for.
 
 Text is encoded in code page 858 (Western European and the euro sign); a
 character it lacks prints as ``?``.
@@ -44,6 +45,9 @@ class TicketLine:
     modifiers: tuple[str, ...] = ()
     note: str = ""
     combo: tuple[tuple[float, str], ...] = ()  # (qty, name) of each chosen item
+    # On a delta ticket: the same quantity with a new note (``qty`` is the
+    # line's quantity, not a change).
+    note_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,15 @@ def layout(ticket: Ticket, columns: int) -> list[tuple[str, str]]:
     rows.append(("plain", "-" * columns))
     signed = ticket.kind == DELTA
     for line in ticket.lines:
-        qty = quantity(line.qty, signed=signed)
+        qty = quantity(line.qty, signed=signed and not line.note_changed)
         add("bold", f"{qty} x {line.name}")
         for detail in (*line.attributes, *line.modifiers):
             add("plain", detail, indent="   ")
         for combo_qty, combo_name in line.combo:
             add("plain", f"- {quantity(combo_qty)} x {combo_name}", indent="   ")
-        if line.note:
+        if line.note_changed:
+            add("bold", f"! NOTE CHANGED: {line.note or '(none)'}", indent="   ")
+        elif line.note:
             add("bold", f"! {line.note}", indent="   ")
     if ticket.note:
         rows.append(("plain", "-" * columns))

@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import fields
+from odoo import fields, sql_db
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 
@@ -29,8 +29,10 @@ from .server import free_port
 PRINT = "pos.api.print.ticket"
 
 
-@tagged("post_install", "-at_install")
-class TestKitchenPrint(PosApiHttpCommon):
+class KitchenPrintCase(PosApiHttpCommon):
+    """The demo stations on printers of the test's own (emulators on
+    127.0.0.1), and the config's kitchen working before payment."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -97,7 +99,14 @@ class TestKitchenPrint(PosApiHttpCommon):
             ticket.invalidate_recordset()
         return None
 
-    # ------------------------------------------------------------------
+    def _print_all(self, tickets):
+        for ticket in tickets:
+            self.assertIsNone(self._print(ticket))
+        self.assertEqual(set(tickets.mapped("state")), {"printed"})
+
+
+@tagged("post_install", "-at_install")
+class TestKitchenPrint(KitchenPrintCase):
     def test_order_sent_to_the_kitchen_prints_one_ticket_per_station(self):
         self.env.user.tz = "Asia/Kolkata"  # UTC+5:30, the time printed
         with trap_jobs() as trap:
@@ -256,7 +265,11 @@ class TestKitchenPrint(PosApiHttpCommon):
             trap.perform_enqueued_jobs()
         cancel = order.api_ticket_ids.filtered(lambda ticket: ticket.kind == "cancel")
         self.assertEqual((cancel.station_id, cancel.state), (self.kitchen_station, "printed"))
-        self.assertIn("CANCELLED", self.kitchen_printer.wait_for(1)[0].text)
+        # In their order: the new order (not printed yet here), then its
+        # cancellation.
+        new, cancelled = self.kitchen_printer.wait_for(2)
+        self.assertIn("NEW ORDER", new.text)
+        self.assertIn("CANCELLED", cancelled.text)
         # An order cancelled before it reached the kitchen prints nothing.
         body = {"uuid": str(uuid.uuid4()), "lines": [{"product_id": self.pizza.id, "qty": "1"}]}
         draft = self.env["pos.order"]._api_create(s.OrderCreate(**body), self.waiter)
@@ -362,3 +375,49 @@ class TestKitchenPrint(PosApiHttpCommon):
             waiting.sorted(lambda job: (job.date_created, job.id)).mapped("uuid"),
             [ticket.job_uuid for ticket in tickets[1:]],
         )
+
+    def test_a_station_prints_its_tickets_in_their_order_whichever_job_runs_first(self):
+        port = self.kitchen_printer.port
+        self.kitchen_printer.stop()
+        orders = [self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]) for _ in range(3)]
+        tickets = [order.api_ticket_ids for order in orders]
+        # The printer is down: the newest job tries the oldest ticket first.
+        error = self._print(tickets[2])
+        self.assertIn(f"after ticket {tickets[0].id}", str(error))
+        self.assertEqual([ticket.state for ticket in tickets], ["failed", "queued", "queued"])
+        # Back: whichever job runs first prints them all, oldest first.
+        self.kitchen_printer = self._printer(self.kitchen_station, port=port)
+        self.assertIsNone(self._print(tickets[2]))
+        for ticket in tickets:
+            ticket.invalidate_recordset()
+        self.assertEqual([ticket.state for ticket in tickets], ["printed"] * 3)
+        printed = self.kitchen_printer.wait_for(3)
+        self.assertEqual(len(printed), 3)
+        refs = [order.pos_reference or order.name for order in orders]
+        self.assertEqual(
+            [next(ref for ref in refs if ref in printout.text) for printout in printed], refs
+        )
+        # Their own jobs find them printed.
+        self.assertEqual(tickets[0]._api_print(), "already printed")
+
+    def test_one_job_prints_a_station_at_a_time(self):
+        order = self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}])
+        ticket = order.api_ticket_ids
+        # Another worker holds the station (its own connection to the database).
+        with sql_db.db_connect(self.env.cr.dbname).cursor() as other:
+            other.execute(
+                "SELECT pg_advisory_lock(%s, %s)",
+                [pos_kitchen_ticket.STATION_LOCK, self.kitchen_station.id],
+            )
+            try:
+                error = self._print(ticket)
+            finally:
+                other.execute(
+                    "SELECT pg_advisory_unlock(%s, %s)",
+                    [pos_kitchen_ticket.STATION_LOCK, self.kitchen_station.id],
+                )
+        self.assertIsInstance(error, RetryableJobError)
+        self.assertTrue(error.ignore_retry)
+        self.assertEqual((ticket.state, ticket.attempts), ("queued", 0))
+        self.assertIsNone(self._print(ticket))
+        self.assertEqual(ticket.state, "printed")

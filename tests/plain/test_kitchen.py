@@ -103,12 +103,20 @@ def test_long_text_wraps_within_the_paper():
 def test_delta_cancel_reprint_and_backup_tickets_say_so():
     delta = printed(
         kitchen_ticket.render(
-            ticket(DELTA, lines=(TicketLine("Margherita", 1), TicketLine("Tiramisu", -2)))
+            ticket(
+                DELTA,
+                lines=(
+                    TicketLine("Margherita", 1),
+                    TicketLine("Tiramisu", -2),
+                    TicketLine("Lasagne", 2, note="no cheese", note_changed=True),
+                ),
+            )
         )
     )
     texts = [line.text for line in delta.lines]
     assert texts[0] == "CHANGES"
-    assert {"+1 x Margherita", "-2 x Tiramisu"} <= set(texts)
+    assert {"+1 x Margherita", "-2 x Tiramisu", "2 x Lasagne"} <= set(texts)
+    assert texts[texts.index("2 x Lasagne") + 1].strip() == "! NOTE CHANGED: no cheese"
     cancel = printed(kitchen_ticket.render(ticket(CANCEL)))
     assert cancel.lines[0].text == "*** CANCELLED ***"
     again = printed(
