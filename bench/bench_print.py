@@ -86,12 +86,21 @@ def outage(one_order, kitchen_port, bar_port, args):
         back = time.monotonic()
         kitchen.wait_for(len(refs), timeout=120)
         bar.wait_for(len(refs), timeout=120)
-        received = sorted(kitchen.received, key=lambda item: item.first_byte_at)
-        names = [
-            next(line.text for line in ticket.lines if "/" in line.text and " - " in line.text)
-            for item in received
+        # Each station's tickets (those its backup printed included), in the
+        # order they reached a printer.
+        arrived = sorted(
+            (item.first_byte_at, name, ticket)
+            for name, printer in (("kitchen", kitchen), ("bar", bar))
+            for item in printer.received
             for ticket in item.tickets
-        ]
+        )
+        streams = {}
+        for _at, name, ticket in arrived:
+            texts = [line.text for line in ticket.lines]
+            backup = next((t for t in texts if t.startswith("FOR ") and "(BACKUP)" in t), "")
+            intended = backup[4:].split(" (BACKUP)")[0].lower() if backup else name
+            ref = next(t for t in texts if "/" in t and " - " in t).split(" - ", 1)[1]
+            streams.setdefault(intended, []).append(ref)
         last = max(item.closed_at for item in (*kitchen.received, *bar.received))
         return {
             "down_s": round(back - started, 1),
@@ -99,7 +108,15 @@ def outage(one_order, kitchen_port, bar_port, args):
             "kitchen_tickets": len(kitchen.tickets),
             "bar_tickets": len(bar.tickets),
             "all_printed_after_return_s": round(last - back, 2),
-            "kitchen_in_order": names == sorted(names),
+            "backup_printed": sum(
+                1
+                for item in kitchen.received
+                for ticket in item.tickets
+                if any("(BACKUP)" in line.text for line in ticket.lines)
+            ),
+            "in_order_per_station": {
+                station: refs_seen == sorted(refs_seen) for station, refs_seen in streams.items()
+            },
         }
 
 

@@ -134,7 +134,9 @@ class PosApiPrintTicket(models.Model):
     def _api_delay(self):
         self.ensure_one()
         priority = print_retry.PRIORITY["reprint" if self.reprint else self.kind]
-        job = self.with_delay(
+        # queue.job is a mail.thread: no creation message, no follower.
+        quiet = self.with_context(tracking_disable=True, mail_create_nosubscribe=True)
+        job = quiet.with_delay(
             priority=priority,
             max_retries=0,  # forever: the job gives up by time (dead-letter)
             description=f"Kitchen ticket {self.id}: {self.station_id.name}",
