@@ -1,10 +1,16 @@
 """Shared set-up of the Odoo tier: the demo restaurant and order factories."""
 
+import contextlib
 import json
+import threading
 import uuid
+from unittest.mock import patch
 
 from odoo import fields
 from odoo.tests import HttpCase, TransactionCase
+
+from odoo.addons.bus.models.bus import channel_with_db, dispatch, hashable
+from odoo.addons.bus.websocket import WebsocketConnectionHandler
 
 DEMO_CONFIG_XMLID = "point_of_sale_api.demo_pos_config"
 API = "/pos_api/v1"
@@ -188,3 +194,37 @@ class PosApiHttpCommon(PosApiFactories, HttpCase):
             method, self.base_url() + API + path, data=data, headers=all_headers, timeout=60
         )
         return response.status_code, response.json()
+
+
+class BusRelayMixin:
+    """For tours that need Odoo's bus live in the browser. Two things of
+    Odoo's test mode are undone, as Odoo's own bus tests do
+    (addons/bus/tests/common.py): websockets are refused while a test runs
+    (``WebsocketConnectionHandler.websocket_allowed``), and the test cursor
+    drops post-commit hooks, where the bus NOTIFYs its listeners; so a
+    thread wakes the browser's websocket (``trigger_notification_dispatching``)
+    every 200 ms while the tour runs, and the websocket reads the bus rows."""
+
+    @classmethod
+    def _allow_websockets(cls):
+        cls.startClassPatcher(
+            patch.object(WebsocketConnectionHandler, "websocket_allowed", return_value=True)
+        )
+
+    @contextlib.contextmanager
+    def _bus_relayed(self, channel):
+        key = hashable(channel_with_db(self.registry.db_name, channel))
+        stop = threading.Event()
+
+        def pump():
+            while not stop.wait(0.2):
+                for websocket in list(dispatch._channels_to_ws.get(key, ())):
+                    websocket.trigger_notification_dispatching()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)

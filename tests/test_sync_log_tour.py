@@ -6,49 +6,29 @@ device API (the tour fetches the API with the device token this test leaves
 in an ir.config_parameter of the test transaction), and the order must show
 up on the open UI without a reload.
 
-Two things of Odoo's test mode are undone here, as Odoo's own bus tests do
-(addons/bus/tests/common.py): websockets are refused while a test runs
-(``WebsocketConnectionHandler.websocket_allowed``), and the test cursor drops
-post-commit hooks, where the bus NOTIFYs its listeners; a thread of this test
-therefore wakes the browser's websocket (``trigger_notification_dispatching``)
-every few hundred milliseconds while the tour runs, and the websocket reads
-the bus rows the sync log's relay wrote. Skipped like every HttpCase tour
+The bus is relayed to the browser as ``BusRelayMixin`` says. Skipped like every HttpCase tour
 when no Chrome is available.
 """
 
 import json
-import threading
-from unittest.mock import patch
 
 from odoo.tests import HttpCase, tagged
 
-from odoo.addons.bus.models.bus import channel_with_db, dispatch, hashable
-from odoo.addons.bus.websocket import WebsocketConnectionHandler
-
 from ..models.pos_sync_log import BUS_NOTIFICATION
-from .common import PosApiFactories
+from .common import BusRelayMixin, PosApiFactories
 
 TOUR = "point_of_sale_api_live_order_tour"
 
 
 @tagged("post_install", "-at_install")
-class TestSyncLogPosUiTour(PosApiFactories, HttpCase):
+class TestSyncLogPosUiTour(BusRelayMixin, PosApiFactories, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls._setup_restaurant()
         cls.table = cls.env.ref("point_of_sale_api.demo_table_dining_room_04")
         cls.product = cls.env.ref("point_of_sale_api.demo_product_bruschetta")
-        cls.startClassPatcher(
-            patch.object(WebsocketConnectionHandler, "websocket_allowed", return_value=True)
-        )
-
-    def _pump_bus(self, channel, stop):
-        """Wake the websockets following ``channel`` until ``stop`` is set."""
-        key = hashable(channel_with_db(self.registry.db_name, channel))
-        while not stop.wait(0.2):
-            for websocket in list(dispatch._channels_to_ws.get(key, ())):
-                websocket.trigger_notification_dispatching()
+        cls._allow_websockets()
 
     def test_order_created_by_a_device_shows_up_in_the_open_pos_ui(self):
         session = self._session_in_opening_control()
@@ -62,14 +42,8 @@ class TestSyncLogPosUiTour(PosApiFactories, HttpCase):
         self.env.cr.execute("SELECT COALESCE(max(id), 0) FROM bus_bus")
         bus_since = self.env.cr.fetchone()[0]
 
-        stop = threading.Event()
-        pump = threading.Thread(target=self._pump_bus, args=(token, stop), daemon=True)
-        pump.start()
-        try:
+        with self._bus_relayed(token):
             self.start_tour(f"/pos/ui?config_id={self.config.id}", TOUR, login="admin", timeout=240)
-        finally:
-            stop.set()
-            pump.join(timeout=5)
 
         self.env.invalidate_all()
         order = self.env["pos.order"].search([("uuid", "=", body["uuid"])])
