@@ -18,6 +18,7 @@ alternate in blocks.
 """
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -120,6 +121,85 @@ def outage(one_order, kitchen_port, bar_port, args):
         }
 
 
+def throughput(client, one_order, stations, count):
+    """Tickets per second through one station, then across 4: ``count``
+    reprints of one ticket per station queued in one transaction, timed
+    from its commit to the end of the last ticket at the printers. Stations
+    3 and 4 are added for it (taking what the kitchen and the bar take) and
+    archived after."""
+
+    def call(model, method, *args):
+        return client.rpc(
+            f"/web/dataset/call_kw/{model}/{method}",
+            {"model": model, "method": method, "args": list(args), "kwargs": {}},
+        )
+
+    fields = ["id", "name", "config_ids", "category_ids", "company_id"]
+    base = call("pos.api.printer", "read", [s["id"] for s in stations], fields)
+    with contextlib.ExitStack() as stack:
+        printers = {}
+        for station in base:
+            printer = stack.enter_context(PrinterEmulator(port=station_port(stations, station)))
+            printers[station["id"]] = printer
+        for index, station in enumerate(base, start=3):
+            printer = stack.enter_context(PrinterEmulator())
+            new_id = call(
+                "pos.api.printer",
+                "create",
+                {
+                    "name": f"Bench {index}",
+                    "company_id": station["company_id"][0],
+                    "host": "127.0.0.1",
+                    "port": printer.port,
+                    "config_ids": [(6, 0, station["config_ids"])],
+                    "category_ids": [(6, 0, station["category_ids"])],
+                },
+            )
+            printers[new_id] = printer
+        try:
+            one_order()
+            for printer in printers.values():
+                printer.wait_for(1, timeout=30)
+            latest = {
+                station_id: call(
+                    "pos.api.print.ticket",
+                    "search",
+                    [("station_id", "=", station_id)],
+                )[0]
+                for station_id in printers
+            }
+
+            def burst(station_ids):
+                before = {sid: len(printers[sid].tickets) for sid in station_ids}
+                call(
+                    "pos.api.print.ticket",
+                    "action_reprint",
+                    [latest[sid] for sid in station_ids] * count,
+                )
+                committed = time.monotonic()
+                for sid in station_ids:
+                    printers[sid].wait_for(before[sid] + count, timeout=300)
+                printed = sum(len(printers[sid].tickets) - before[sid] for sid in station_ids)
+                last = max(item.closed_at for sid in station_ids for item in printers[sid].received)
+                seconds = last - committed
+                return {
+                    "stations": len(station_ids),
+                    "tickets": printed,
+                    "seconds": round(seconds, 2),
+                    "tickets_per_s": round(printed / seconds, 1),
+                }
+
+            first = next(iter(printers))
+            return {"one_station": burst([first]), "four_stations": burst(list(printers))}
+        finally:
+            extra = [sid for sid in printers if sid not in {s["id"] for s in base}]
+            call("pos.api.printer", "write", extra, {"active": False, "config_ids": [(5,)]})
+
+
+def station_port(stations, station):
+    return next(s["port"] for s in stations if s["id"] == station["id"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
@@ -134,6 +214,12 @@ def main():
         help="then: both printers down for this many seconds while --outage-orders arrive",
     )
     parser.add_argument("--outage-orders", type=int, default=20)
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        help="then: this many tickets per station queued at once, on 1 then 4 stations",
+    )
     parser.add_argument(
         "--settle", type=float, default=0.2, help="seconds between two orders, in both modes"
     )
@@ -244,6 +330,8 @@ def main():
         report["prepare_p50_on_vs_off"] = round(report["on"]["p50"] / report["off"]["p50"], 3)
     if args.outage:
         report["outage"] = outage(one_order, kitchen_port, bar_port, args)
+    if args.throughput:
+        report["throughput"] = throughput(client, one_order, stations, args.throughput)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
