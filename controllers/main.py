@@ -551,6 +551,12 @@ class PosApiController(http.Controller):
         data = pos_menu_document.dumps(_dump(s.PosConfigOut, document))
         return self._document("c" + pos_menu_document.etag_of(data), data)
 
+    @endpoint("station_tickets")
+    def station_tickets(self, device, body, station_id):
+        config = device.config_id.with_env(request.env)
+        station = config._api_station(station_id)
+        return 200, _dump(s.StationTicketsOut, station._api_kds_document(config))
+
     @http.route(
         ["/pos_api/v1/<path:unknown>"], type="http", auth="none", csrf=False, save_session=False
     )

@@ -23,3 +23,7 @@ from . import (
     product_availability,
     product_search,
 )
+
+# isort: split
+# After pos_kitchen_ticket: it extends that file's model.
+from . import pos_kitchen_display

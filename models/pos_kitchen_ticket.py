@@ -129,6 +129,7 @@ class PosApiPrintTicket(models.Model):
         tickets = self.sudo().create(vals)
         for ticket in tickets:
             ticket._api_delay()
+        tickets._api_announce_tickets()
         return tickets
 
     def _api_delay(self):

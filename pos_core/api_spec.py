@@ -308,6 +308,14 @@ ROUTES: tuple[Route, ...] = (
         s.PosConfigOut,
         tags=("catalog",),
     ),
+    Route(
+        "station_tickets",
+        "GET",
+        "/stations/{station_id}/tickets",
+        "A kitchen station's open orders and their tickets, with all-day counts",
+        s.StationTicketsOut,
+        tags=("kitchen",),
+    ),
     *(
         Route(
             f"order_{target}",

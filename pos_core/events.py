@@ -26,6 +26,7 @@ TABLE_UPDATED = "table.updated"
 MENU_UPDATED = "menu.updated"
 KITCHEN_ORDER_READY = "kitchen.order_ready"
 PRINT_FAILED = "print.failed"
+KITCHEN_TICKET = "kitchen.ticket"
 
 EVENT_TYPES = frozenset(
     {
@@ -39,6 +40,7 @@ EVENT_TYPES = frozenset(
         MENU_UPDATED,
         KITCHEN_ORDER_READY,
         PRINT_FAILED,
+        KITCHEN_TICKET,
     }
 )
 

@@ -610,6 +610,50 @@ class StationOut(Output):
     room: str
 
 
+class KitchenLineOut(Output):
+    name: str
+    qty: float  # on a delta ticket, the change
+    attributes: list[str] = []
+    modifiers: list[str] = []
+    note: str = ""
+    note_changed: bool = False
+    combo: list[tuple[float, str]] = []
+
+
+class KitchenTicketOut(Output):
+    id: int
+    kind: str
+    state: str
+    reprint: bool
+    created_at: datetime
+    lines: list[KitchenLineOut]
+
+
+class KitchenOrderOut(Output):
+    order_id: int
+    order_ref: str
+    table: str
+    seat: str
+    guests: int
+    waiter: str
+    note: str
+    api_state: str
+    kitchen_started_at: datetime | None
+    tickets: list[KitchenTicketOut]
+
+
+class AllDayOut(Output):
+    name: str
+    qty: float
+
+
+class StationTicketsOut(Output):
+    station: StationOut
+    last_seq: int  # subscribe after it: later tickets arrive as kitchen.ticket events
+    orders: list[KitchenOrderOut]
+    all_day: list[AllDayOut]
+
+
 class PosConfigOut(Output):
     config_id: int
     name: str
