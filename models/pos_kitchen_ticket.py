@@ -377,7 +377,7 @@ class PosApiPrinter(models.Model):
         queries (offline or out of paper: down); one that is down is probed
         at most every PROBE_INTERVAL seconds, and is back when it answers."""
         self.ensure_one()
-        backup = self.backup_printer_id
+        backup = self.backup_printer_id.filtered("active")  # an archived one is out of service
         now = time.monotonic()
         if FAILOVER.down(self.id):
             if FAILOVER.due_probe(self.id, now, PROBE_INTERVAL):

@@ -225,6 +225,15 @@ class TestKitchenPrint(KitchenPrintCase):
         self.assertNotIn("BACKUP", printout.text)
         self.assertEqual(self.bar_station.health_state, "ok")
 
+    def test_an_archived_backup_takes_no_tickets(self):
+        self.bar_printer.stop()
+        self.kitchen_station.active = False
+        ticket = self._ticket(self._to_kitchen(), self.bar_station)
+        for attempt in range(kitchen_routing.DEFAULT_FAILOVER_THRESHOLD + 1):
+            self.assertIsInstance(self._print(ticket), RetryableJobError, attempt)
+        self.assertEqual((ticket.state, ticket.printed_by_id.id), ("failed", False))
+        self.assertEqual(self.kitchen_printer.wait_for(1, timeout=0.5), [])
+
     def test_a_printer_out_of_paper_sends_its_tickets_to_the_backup(self):
         self.bar_printer = self._printer(self.bar_station, mode="no_paper")
         ticket = self._ticket(self._to_kitchen(), self.bar_station)
