@@ -2,7 +2,7 @@
     "name": "Point of Sale API",
     "summary": "Restaurant backend for the Odoo POS: order lifecycle, exact billing, "
     "device JSON API, real-time events, kitchen printing and health crons",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Sales/Point of Sale",
     "author": "point_of_sale_api developers",
     "website": "https://github.com/point-of-sale-api/point_of_sale_api",

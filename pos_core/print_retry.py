@@ -2,8 +2,10 @@
 given up on. Plain Python, no Odoo.
 
 A kitchen cannot wait minutes: the first retries come seconds apart (2, 5,
-10, 20, 30 s), then every 60 s, each jittered so that the tickets of a
-printer that comes back do not all retry in the same second. After 15
+10 s), then every 20 s, each jittered (by a quarter at most, so never more
+than 25 s apart) so that the tickets of a printer that comes back do not
+all retry in the same second, and a ticket prints within 30 s of its
+printer's return even when no other ticket of the station wakes it. After 15
 minutes a ticket is dead-lettered: shown in the backend, announced, and
 reprinted by hand. :func:`retry_pattern` writes the schedule in OCA
 queue_job's ``retry_pattern`` form (retry count -> seconds, a (min, max)
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import math
 
-DELAYS = (2, 5, 10, 20, 30)
-THEN_EVERY = 60
+DELAYS = (2, 5, 10)
+THEN_EVERY = 20
 JITTER = 0.25
 DEAD_AFTER = 15 * 60
 
