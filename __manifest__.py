@@ -26,6 +26,7 @@
         "views/pos_websocket_connection_views.xml",
         "views/pos_sync_log_views.xml",
         "views/product_template_views.xml",
+        "views/kds_templates.xml",
     ],
     "demo": [
         "data/demo/restaurant_demo.xml",
@@ -33,7 +34,13 @@
     ],
     "assets": {
         "point_of_sale._assets_pos": [
-            "point_of_sale_api/static/src/**/*",
+            "point_of_sale_api/static/src/pos/**/*",
+        ],
+        # The kitchen display's page (/pos_api/kds/), as Odoo's customer
+        # display is built.
+        "point_of_sale_api.kds_assets": [
+            ("include", "point_of_sale.base_app"),
+            "point_of_sale_api/static/src/kds/**/*",
         ],
         "web.assets_tests": [
             "point_of_sale_api/static/tests/tours/**/*",

@@ -1,1 +1,1 @@
-from . import events, main
+from . import events, kds, main

@@ -428,6 +428,12 @@ class PosApiController(http.Controller):
         order._api_transition(state, reason=body.reason, device=device)
         return 200, self._order_payload(order)
 
+    @endpoint("order_recall")
+    def order_recall(self, device, body, order_id):
+        order = self._order(device, order_id)
+        order._api_recall(reason=body.reason, device=device)
+        return 200, self._order_payload(order)
+
     @endpoint("order_validate")
     def order_validate(self, device, body, order_id):
         return self._transition(device, body, order_id, "validate")

@@ -1,6 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..pos_core import events
+
 
 class PosApiPrinter(models.Model):
     """An ESC/POS network printer station (kitchen, bar, ...).
@@ -70,6 +72,16 @@ class PosApiPrinter(models.Model):
         "reset, offline, no_paper. As the print jobs last saw it.",
     )
     health_checked_at = fields.Datetime(readonly=True)
+    kds_warn_minutes = fields.Integer(
+        string="Display: Late After",
+        default=10,
+        help="Minutes after it was sent when an order turns amber on the kitchen display.",
+    )
+    kds_late_minutes = fields.Integer(
+        string="Display: Very Late After",
+        default=20,
+        help="Minutes after it was sent when an order turns red on the kitchen display.",
+    )
 
     _sql_constraints = [
         ("port_range", "CHECK(port > 0 AND port < 65536)", "The printer port must be 1-65535."),
@@ -77,6 +89,11 @@ class PosApiPrinter(models.Model):
             "backup_not_self",
             "CHECK(backup_printer_id IS NULL OR backup_printer_id != id)",
             "A printer cannot be its own backup.",
+        ),
+        (
+            "kds_minutes",
+            "CHECK(kds_warn_minutes > 0 AND kds_late_minutes > kds_warn_minutes)",
+            "The display's minutes must be positive, very late after late.",
         ),
     ]
 
@@ -88,3 +105,15 @@ class PosApiPrinter(models.Model):
                 raise ValidationError(
                     self.env._("The backup printer must belong to the same company.")
                 )
+
+    def _api_station_dict(self):
+        """The station as devices see it (the config document, a display)."""
+        self.ensure_one()
+        return {
+            "id": self.id,
+            "name": self.name,
+            "category_ids": self.category_ids.ids,
+            "room": events.room(events.STATION, self.id),
+            "warn_minutes": self.kds_warn_minutes,
+            "late_minutes": self.kds_late_minutes,
+        }

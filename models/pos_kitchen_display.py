@@ -6,12 +6,18 @@ the order's ``ready`` transition, which takes it off every display."""
 
 from collections import defaultdict
 
-from odoo import fields, models
+from odoo import api, fields, models
 
 from ..pos_core import events, kitchen_ticket
 from ..pos_core import lifecycle as lc
-from ..pos_core.exceptions import NotFound
+from ..pos_core.exceptions import Forbidden, NotFound
+from .pos_api_device import ROLE_GROUPS
 from .pos_sync_log import event_at
+
+# A display can recall an order it bumped this many minutes ago, at most
+# RECALL_LIMIT of them.
+RECALL_MINUTES = 15
+RECALL_LIMIT = 10
 
 
 class PosConfig(models.Model):
@@ -66,12 +72,8 @@ class PosApiPrinter(models.Model):
                         all_day[line["name"]] += line["qty"]
         orders = sorted(by_order, key=lambda order: (order.kitchen_started_at, order.id))
         return {
-            "station": {
-                "id": self.id,
-                "name": self.name,
-                "category_ids": self.category_ids.ids,
-                "room": events.room(events.STATION, self.id),
-            },
+            "station": self._api_station_dict(),
+            "config_id": config.id,
             "last_seq": last_seq,
             "orders": [
                 {
@@ -91,7 +93,36 @@ class PosApiPrinter(models.Model):
             "all_day": [
                 {"name": name, "qty": qty} for name, qty in sorted(all_day.items()) if qty > 0
             ],
+            "recent": self._api_kds_recent(config),
         }
+
+    def _api_kds_recent(self, config):
+        """The station's orders bumped in the last RECALL_MINUTES, newest
+        first: what a display can recall."""
+        since = fields.Datetime.subtract(fields.Datetime.now(), minutes=RECALL_MINUTES)
+        orders = (
+            self.env["pos.order"]
+            .sudo()
+            .search(
+                [
+                    ("config_id", "=", config.id),
+                    ("api_state", "=", lc.READY),
+                    ("kitchen_ready_at", ">=", since),
+                    ("api_ticket_ids.station_id", "=", self.id),
+                ],
+                order="kitchen_ready_at desc, id desc",
+                limit=RECALL_LIMIT,
+            )
+        )
+        return [
+            {
+                "order_id": order.id,
+                "order_ref": order.pos_reference or order.name,
+                "table": (order.table_id.table_number and str(order.table_id.table_number)) or "",
+                "kitchen_ready_at": order.kitchen_ready_at,
+            }
+            for order in orders
+        ]
 
 
 class PosApiPrintTicket(models.Model):
@@ -106,22 +137,14 @@ class PosApiPrintTicket(models.Model):
             "reprint": self.reprint,
             "created_at": self.create_date or fields.Datetime.now(),
             "lines": [
-                {
-                    "name": line["name"],
-                    "qty": line["qty"],
-                    "attributes": line.get("attributes", []),
-                    "modifiers": line.get("modifiers", []),
-                    "note": line.get("note", ""),
-                    "note_changed": line.get("note_changed", False),
-                    "combo": line.get("combo", []),
-                }
+                kitchen_ticket.TicketLine.from_json(line).as_json()
                 for line in self.content["lines"]
             ],
         }
 
     def _api_announce_tickets(self):
-        """A ``kitchen.ticket`` event per ticket, in its station's room (and
-        its table's), in the transaction that made them."""
+        """A ``kitchen.ticket`` event per ticket, in its station's room, in
+        the transaction that made them."""
         log = self.env["pos.sync.log"]
         for ticket in self:
             order = ticket.order_id
@@ -138,3 +161,54 @@ class PosApiPrintTicket(models.Model):
                 "lines": ticket._api_kds_dict()["lines"],
             }
             log._emit(order.config_id, events.KITCHEN_TICKET, rooms, payload, record=ticket)
+
+
+class PosApiDevice(models.Model):
+    _inherit = "pos.api.device"
+
+    kds_browser = fields.Boolean(
+        readonly=True,
+        help="Made for a logged-in user's kitchen display page, which gets short "
+        "access tokens from the user's session.",
+    )
+
+    @api.model
+    def _api_kds_user_device(self, config):
+        """The kitchen device through which the current user's browser opens
+        the kitchen display of ``config`` (made the first time): the page
+        then uses the device API as any kitchen display does, and stops
+        working when the user may no longer act (archived, group removed).
+        The user needs the addon's user group."""
+        user = self.env.user
+        if not user.has_group(ROLE_GROUPS["kitchen"]):
+            raise Forbidden(
+                "Only users of the POS API open the kitchen display without a device token.",
+                code="kds_user_forbidden",
+            )
+        config.check_access("read")
+        devices = self.sudo().with_context(active_test=False)
+        device = devices.search(
+            [
+                ("config_id", "=", config.id),
+                ("user_id", "=", user.id),
+                ("role", "=", "kitchen"),
+                ("kds_browser", "=", True),
+            ],
+            limit=1,
+        )
+        if not device:
+            device = devices.create(
+                {
+                    "name": self.env._("Kitchen display of %s", user.name),
+                    "config_id": config.id,
+                    "user_id": user.id,
+                    "role": "kitchen",
+                    "kds_browser": True,
+                }
+            )
+        elif not device.active:
+            raise Forbidden(
+                "This user's kitchen display was archived by a manager.",
+                code="kds_user_forbidden",
+            )
+        return device

@@ -17,6 +17,7 @@ import time
 from types import SimpleNamespace
 
 from odoo import api, fields, models
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
@@ -28,6 +29,7 @@ from ..pos_core import (
     kitchen_ticket,
     print_retry,
 )
+from ..pos_core import lifecycle as lc
 from .pos_sync_log import event_at
 
 _logger = logging.getLogger(__name__)
@@ -47,6 +49,13 @@ DRAIN_BATCH = 20
 # Per process: station id -> when to ask its status again (printers that do
 # not answer status queries).
 _STATUS_SILENT = {}
+
+
+class StationDown(RetryableJobError):
+    """The station's printer (and its backup) could not print: its later
+    tickets wait."""
+
+
 STATES = [
     ("queued", "Queued"),
     ("printing", "Printing"),
@@ -162,6 +171,7 @@ class PosApiPrintTicket(models.Model):
             )
         for copy in copies:
             copy._api_delay()
+        copies._api_announce_tickets()
         return True
 
     # ------------------------------------------------------------------
@@ -196,44 +206,47 @@ class PosApiPrintTicket(models.Model):
         for waiting in earlier[:DRAIN_BATCH]:
             try:
                 waiting._api_print_now()
-            except RetryableJobError as exc:
-                raise RetryableJobError(f"after ticket {waiting.id}: {exc}") from exc
+            except StationDown as exc:
+                # The station is down: this ticket waits behind that one,
+                # and is given up on DEAD_AFTER after its own first try.
+                return ticket._api_blocked(waiting, exc)
+            except RetryableJobError:
+                continue  # that ticket's own problem: its job tries it again
         if len(earlier) > DRAIN_BATCH:
             raise RetryableJobError("more earlier tickets of the station first", 1, True)
-        return ticket._api_print_now()
+        printed, result = ticket._api_print_now()
+        if printed:
+            ticket._api_wake_waiting()
+        return result
 
     def _api_print_now(self):
-        if self.state in ("printed", "dead"):
-            return f"already {self.state}"
-        now = fields.Datetime.now()
-        first = self.first_try_at or now
-        duplicate = self.possible_duplicate or self.state == "printing"
-        self._api_record(
-            state="printing",
-            attempts=self.attempts + 1,
-            first_try_at=first,
-            last_try_at=now,
-            possible_duplicate=duplicate,
-        )
+        """Print this ticket now (the caller holds its station's lock):
+        (whether it printed, what happened), or RetryableJobError."""
+        claim = self._api_claim()
+        if claim is None:
+            return False, "already printed or dead"
+        first, duplicate = claim
         station = self.station_id
-        target = station._api_print_target()
-        ticket = kitchen_ticket.Ticket(
-            **self._api_ticket_fields(),
-            station=target.name,
-            intended_station=station.name,
-            reprint=self.reprint,
-            possible_duplicate=duplicate,
-        )
+        target = station
         try:
+            target = station._api_print_target()
+            ticket = kitchen_ticket.Ticket(
+                **self._api_ticket_fields(),
+                station=target.name,
+                intended_station=station.name,
+                reprint=self.reprint,
+                possible_duplicate=duplicate,
+            )
             data = kitchen_ticket.render(ticket, int(target.paper))
             seconds = escpos_transport.send(target.host, target.port, data, target.timeout)
         except escpos_transport.PrinterUnavailable as exc:
             FAILOVER.failed(target.id, exc.reason)
             target._api_record_health()
-            return self._api_failed(first, f"{target.name}: {exc.reason}: {exc}", exc)
+            error = f"{target.name}: {exc.reason}: {exc}"
+            return False, self._api_failed(first, error, exc, StationDown)
         except Exception as exc:
             _logger.exception("Kitchen ticket %s: not printed", self.id)
-            return self._api_failed(first, f"{type(exc).__name__}: {exc}", exc)
+            return False, self._api_failed(first, f"{type(exc).__name__}: {exc}", exc)
         FAILOVER.succeeded(target.id)
         target._api_record_health()
         self._api_record(
@@ -243,36 +256,78 @@ class PosApiPrintTicket(models.Model):
             print_seconds=seconds,
             last_error=False,
         )
-        self._api_wake_waiting()
-        return f"printed on {target.name} in {seconds:.3f} s"
+        return True, f"printed on {target.name} in {seconds:.3f} s"
+
+    def _api_claim(self):
+        """Mark the ticket ``printing``, in a transaction of its own that
+        reads it afresh: another job may have printed it since this job's
+        snapshot was taken (before the station's lock). Returns its first
+        try and whether the kitchen may get it twice, or None when it is
+        printed or dead already."""
+        self.env.flush_all()
+        with self.env.registry.cursor() as cr:
+            ticket = self.with_env(self.env(cr=cr))
+            if ticket.state in ("printed", "dead"):
+                claim = None
+            else:
+                now = fields.Datetime.now()
+                claim = (
+                    ticket.first_try_at or now,
+                    ticket.possible_duplicate or ticket.state == "printing",
+                )
+                ticket.write(
+                    {
+                        "state": "printing",
+                        "attempts": ticket.attempts + 1,
+                        "first_try_at": claim[0],
+                        "last_try_at": now,
+                        "possible_duplicate": claim[1],
+                    }
+                )
+                ticket.env.flush_all()
+        self.invalidate_recordset()
+        return claim
+
+    def _api_blocked(self, waiting, exc):
+        """This ticket's turn did not come: ``waiting``, an earlier ticket of
+        its station, could not print. Recorded as a failed try of its own."""
+        now = fields.Datetime.now()
+        first = self.first_try_at or now
+        return self._api_failed(
+            first,
+            f"waiting for ticket {waiting.id}: {waiting.last_error}",
+            exc,
+            StationDown,
+            first_try_at=first,
+            last_try_at=now,
+        )
 
     def _api_wake_waiting(self):
         """The station prints again (itself or through its backup): its
-        tickets waiting for a retry (theirs, or an earlier ticket's) go now,
-        instead of at their retry time, up to a minute away."""
-        waiting = self.search(
-            [
-                ("station_id", "=", self.station_id.id),
-                ("state", "in", ("queued", "failed")),
-                ("id", "!=", self.id),
-            ]
-        )
+        tickets that failed (the printer's failure, or an earlier ticket's)
+        go now, instead of at their retry time, up to 25 s away."""
+        waiting = self.search([("station_id", "=", self.station_id.id), ("state", "=", "failed")])
         if not waiting:
             return
         with self.env.registry.cursor() as cr:
             jobs = self.env(cr=cr)["queue.job"].sudo()
             jobs.search(
-                [("uuid", "in", waiting.mapped("job_uuid")), ("state", "=", "pending")]
+                [
+                    ("uuid", "in", waiting.mapped("job_uuid")),
+                    ("state", "=", "pending"),
+                    ("eta", "!=", False),
+                ]
             ).write({"eta": False})
 
-    def _api_failed(self, first_try_at, error, exc):
-        """Record a failed attempt: dead (announced) once the ticket has been
-        tried for DEAD_AFTER, else failed, to be tried again."""
-        if print_retry.is_dead(first_try_at.timestamp(), time.time()):
-            self._api_record(state="dead", last_error=error, announce=True)
+    def _api_failed(self, since, error, exc, retry=RetryableJobError, **vals):
+        """Record a failed attempt (with ``vals``): dead (announced) once the
+        ticket has been tried for DEAD_AFTER ``since`` its first try, else
+        failed, raising ``retry`` to be tried again."""
+        if print_retry.is_dead(since.timestamp(), time.time()):
+            self._api_record(state="dead", last_error=error, announce=True, **vals)
             return f"dead: {error}"
-        self._api_record(state="failed", last_error=error)
-        raise RetryableJobError(error) from exc
+        self._api_record(state="failed", last_error=error, **vals)
+        raise retry(error) from exc
 
     @api.model
     def _cron_requeue_stuck(self, minutes=STUCK_MINUTES):
@@ -302,16 +357,7 @@ class PosApiPrintTicket(models.Model):
     def _api_ticket_fields(self):
         content = dict(self.content)
         content["lines"] = tuple(
-            kitchen_ticket.TicketLine(
-                name=line["name"],
-                qty=line["qty"],
-                attributes=tuple(line.get("attributes", ())),
-                modifiers=tuple(line.get("modifiers", ())),
-                note=line.get("note", ""),
-                note_changed=line.get("note_changed", False),
-                combo=tuple((qty, name) for qty, name in line.get("combo", ())),
-            )
-            for line in content["lines"]
+            kitchen_ticket.TicketLine.from_json(line) for line in content["lines"]
         )
         # Printed in the time zone of the waiter who sent it (else the
         # company's), as Odoo's own receipts are.
@@ -469,12 +515,20 @@ class PosOrder(models.Model):
             if line.qty and line.uuid and not line.skip_change
         ]
 
-    def _api_record_sent(self, sent):
+    def _api_kitchen_state(self):
+        """The order as it would be sent now, as a kitchen state."""
+        self.ensure_one()
+        return kitchen_changes.State(
+            {sent.uuid: sent for sent in self._api_kitchen_now()},
+            (self.general_note or "").strip(),
+        )
+
+    def _api_record_sent(self, sent, general_note=None):
         """Record ``sent`` as what the kitchen has, in the POS UI's form (the
         POS UI then shows no change to send)."""
-        self.last_order_preparation_change = kitchen_changes.dump(
-            sent, self.general_note or "", self.takeaway
-        )
+        if general_note is None:
+            general_note = self.general_note or ""
+        self.last_order_preparation_change = kitchen_changes.dump(sent, general_note, self.takeaway)
 
     def _api_send_to_kitchen(self):
         """The lifecycle enters preparing: print what the kitchen does not
@@ -482,12 +536,9 @@ class PosOrder(models.Model):
         order), and record the order as sent."""
         tickets = self.env["pos.api.print.ticket"]
         for order in self:
-            now = order._api_kitchen_now()
-            after = kitchen_changes.State(
-                {sent.uuid: sent for sent in now}, (order.general_note or "").strip()
-            )
+            after = order._api_kitchen_state()
             tickets |= order._api_print_changes(order._api_kitchen_sent(), after)
-            order._api_record_sent(now)
+            order._api_record_sent(list(after.lines.values()))
         return tickets
 
     def _api_kitchen_cancel(self):
@@ -497,7 +548,7 @@ class PosOrder(models.Model):
         for order in self:
             sent = order._api_kitchen_sent()
             if not sent.lines:  # sent before the kitchen's state was recorded
-                sent = kitchen_changes.State({line.uuid: line for line in order._api_kitchen_now()})
+                sent = order._api_kitchen_state()
             changes = kitchen_changes.changes(sent, kitchen_changes.EMPTY)
             items = order._api_kitchen_items(changes)
             if items:
@@ -573,22 +624,72 @@ class PosOrder(models.Model):
 
     def _api_after_ui_sync(self, before):
         """The POS UI synced the order: print what its Order button sent
-        (the change of last_order_preparation_change). An order paid with
-        lines never sent (counter service: no Order button) sends them, as
-        Odoo's receipt screen does."""
+        (the change of last_order_preparation_change), and the order enters
+        the kitchen's lifecycle (preparing) where its flow allows. An order
+        paid with lines never sent (counter service: no Order button) sends
+        them, as Odoo's receipt screen does.
+
+        A fault here must not lose the cashier's order: it is logged, and
+        the kitchen's state is put back as it was, so that the order's next
+        sync or a prepare sends the changes again. Concurrency errors go up,
+        for Odoo to retry the whole request."""
         self.ensure_one()
-        if self.state == "cancel":
+        if self.state == "cancel" or not self._api_has_stations():
             return
+        log = self.env["pos.sync.log"]
+        mark = log._buffer_mark()
+        try:
+            with self.env.cr.savepoint():
+                self._api_ui_sent(before)
+        except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+            raise
+        except Exception:
+            _logger.exception("Order %s: the kitchen's part of the POS UI sync failed", self.id)
+            log._buffer_rollback(mark)
+            self.invalidate_recordset()
+            self.last_order_preparation_change = kitchen_changes.dump(
+                list(before.lines.values()), before.general_note, self.takeaway
+            )
+
+    def _api_has_stations(self):
+        return bool(
+            self.env["pos.api.printer"]
+            .sudo()
+            .search_count([("config_ids", "in", self.config_id.ids)], limit=1)
+        )
+
+    def _api_ui_sent(self, before):
         after = self._api_kitchen_sent()
         if after.no_ticket:
-            return
-        self._api_print_changes(before, after)
+            # A split bill moved lines the kitchen has: recorded, not printed;
+            # the mark is honoured once.
+            self._api_record_sent(list(after.lines.values()), after.general_note)
+        else:
+            self._api_print_changes(before, after)
         if self.state in ("paid", "done", "invoiced"):
-            unsent = kitchen_changes.changes(
-                after, kitchen_changes.State({line.uuid: line for line in self._api_kitchen_now()})
-            )
+            unsent = kitchen_changes.changes(after, self._api_kitchen_state())
             if any(change.delta > 0 for change in unsent):
                 self._api_send_to_kitchen()
+        if self.kitchen_started_at:
+            self._api_enter_kitchen()
+
+    def _api_enter_kitchen(self):
+        """The POS UI sent the order to the kitchen: it enters preparing,
+        through the states its flow passes (a dine-in order from draft, a
+        pay-first one once paid), as a prepare through the API would, so
+        that the kitchen display shows it and a bump moves it on. An order
+        whose flow cannot get there (a dine-in order already paid, an order
+        the kitchen has, a pay-first order not paid yet: the POS UI takes
+        the payment) stays where it is."""
+        try:
+            path = lc.path_to(self.api_flow, self.api_state, lc.PREPARING)
+        except lc.IllegalTransition:
+            return
+        if any(transition.needs_payment for transition in path):
+            return
+        self.with_context(pos_api_prevalidated=True)._api_transition_path(
+            path, reason="sent from the POS UI", source="pos_ui", send=False
+        )
 
     # ------------------------------------------------------------------
     # Ticket content
@@ -621,22 +722,22 @@ class PosOrder(models.Model):
             qty = change.qty
         line = item.line.with_context(lang=self.env.lang)
         if not line:  # removed from the order: what the kitchen was sent
-            return {"name": change.name, "qty": qty, "note": change.note}
+            return kitchen_ticket.TicketLine(change.name, qty, note=change.note).as_json()
         scale = abs(qty) / line.qty if line.qty else 1
-        return {
-            "name": line.product_id.with_context(display_default_code=False).display_name,
-            "qty": qty,
-            "attributes": [
+        return kitchen_ticket.TicketLine(
+            name=line.product_id.with_context(display_default_code=False).display_name,
+            qty=qty,
+            attributes=tuple(
                 f"{value.attribute_id.name}: {value.name}" for value in line.attribute_value_ids
-            ],
-            "modifiers": [
+            ),
+            modifiers=tuple(
                 f"{value.custom_product_template_attribute_value_id.name}: {value.custom_value}"
                 for value in line.custom_attribute_value_ids
                 if value.custom_value
-            ],
-            "note": " / ".join(note for note in (change.note, line.customer_note) if note),
-            "note_changed": change.note_changed,
-            "combo": [
-                [child.qty * scale, child.product_id.display_name] for child in line.combo_line_ids
-            ],
-        }
+            ),
+            note=" / ".join(note for note in (change.note, line.customer_note) if note),
+            note_changed=change.note_changed,
+            combo=tuple(
+                (child.qty * scale, child.product_id.display_name) for child in line.combo_line_ids
+            ),
+        ).as_json()

@@ -16,7 +16,6 @@ from odoo import api, models
 from odoo.tools import SQL, float_repr
 
 from ..pos_core import cache as cache_engine
-from ..pos_core import events
 from .pos_api_cache_version import cache_key, cache_settings, menu_version, tiered_cache
 from .pos_config_menu import VersionedLRU
 from .pos_sync_log import event_at
@@ -386,15 +385,7 @@ class PosConfig(models.Model):
             "kitchen_flow": config.api_kitchen_flow,
             "restaurant": config.module_pos_restaurant,
             "floor_ids": sorted(menu["floor_ids"]),
-            "stations": [
-                {
-                    "id": station.id,
-                    "name": station.name,
-                    "category_ids": station.category_ids.ids,
-                    "room": events.room(events.STATION, station.id),
-                }
-                for station in stations
-            ],
+            "stations": [station._api_station_dict() for station in stations],
         }
 
 

@@ -208,11 +208,21 @@ class PosOrder(models.Model):
         transition = lc.check_transition(self.api_flow, self.api_state, target)
         return self._api_transition_path([transition], reason, device, source)
 
-    def _api_transition_path(self, transitions, reason=None, device=None, source="api"):
+    def _api_recall(self, reason=None, device=None, source="api"):
+        """The kitchen takes the order back from ready (a bump by mistake):
+        preparing again, its ready time cleared; nothing prints."""
+        self.ensure_one()
+        recall = lc.check_recall(self.api_flow, self.api_state)
+        return self._api_transition_path([recall], reason, device, source, send=False)
+
+    def _api_transition_path(self, transitions, reason=None, device=None, source="api", send=True):
         """Apply a chain of checked transitions to orders that are all in its
         first state, with one write and one history insert. Odoo's side
         effects run first (validation, payment, cancel, invoice), so an error
-        leaves nothing written once the caller rolls back."""
+        leaves nothing written once the caller rolls back. Entering preparing
+        sends the order to the kitchen, unless ``send`` is false (it was sent
+        already). A kitchen timestamp already set (the POS UI sent the order
+        first) is kept."""
         if not transitions or any(order.api_state != transitions[0].current for order in self):
             raise lc.IllegalTransition(
                 self[:1].api_flow,
@@ -222,15 +232,20 @@ class PosOrder(models.Model):
         orders = self.with_context(pos_api_transition=True)
         in_kitchen = self.filtered("kitchen_started_at")
         now = fields.Datetime.now()
-        vals = {}
+        stamps = []
         for transition in transitions:
-            target = transition.target
             for order in orders:
                 order._api_side_effects(transition, device)
-            vals["api_state"] = target
             if transition.timestamp_field:
-                vals[transition.timestamp_field] = now
+                stamps.append(transition.timestamp_field)
+        vals = {"api_state": transitions[-1].target}
+        if any(transition.is_recall for transition in transitions):
+            vals["kitchen_ready_at"] = False
+        kept = [field for field in stamps if any(order[field] for order in orders)]
+        vals.update((field, now) for field in stamps if field not in kept)
         orders.write(vals)
+        for field in kept:
+            orders.filtered(lambda order, field=field: not order[field]).write({field: now})
         self.env["pos.order.state.history"].sudo().create(
             [
                 order._api_history_vals(
@@ -243,7 +258,7 @@ class PosOrder(models.Model):
         targets = {transition.target for transition in transitions}
         if lc.CANCEL in targets:
             in_kitchen._api_kitchen_cancel()
-        elif lc.PREPARING in targets:
+        elif lc.PREPARING in targets and send:
             self._api_send_to_kitchen()
         return True
 

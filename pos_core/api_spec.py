@@ -309,6 +309,16 @@ ROUTES: tuple[Route, ...] = (
         tags=("catalog",),
     ),
     Route(
+        "order_recall",
+        "POST",
+        "/orders/{order_id}/recall",
+        "The kitchen takes back an order it bumped: ready returns to preparing",
+        s.OrderEnvelope,
+        request=s.TransitionIn,
+        roles=ALL_ROLES,
+        tags=("lifecycle", "kitchen"),
+    ),
+    Route(
         "station_tickets",
         "GET",
         "/stations/{station_id}/tickets",

@@ -49,6 +49,31 @@ class TicketLine:
     # line's quantity, not a change).
     note_changed: bool = False
 
+    @classmethod
+    def from_json(cls, data: dict) -> TicketLine:
+        """A line as a ticket keeps it (plain JSON; keys left out are
+        empty)."""
+        return cls(
+            name=data["name"],
+            qty=data["qty"],
+            attributes=tuple(data.get("attributes", ())),
+            modifiers=tuple(data.get("modifiers", ())),
+            note=data.get("note", ""),
+            combo=tuple((qty, name) for qty, name in data.get("combo", ())),
+            note_changed=data.get("note_changed", False),
+        )
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.name,
+            "qty": self.qty,
+            "attributes": list(self.attributes),
+            "modifiers": list(self.modifiers),
+            "note": self.note,
+            "note_changed": self.note_changed,
+            "combo": [[qty, name] for qty, name in self.combo],
+        }
+
 
 @dataclass(frozen=True)
 class Ticket:

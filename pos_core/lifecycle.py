@@ -105,6 +105,12 @@ class Transition:
     def timestamp_field(self) -> str | None:
         return KITCHEN_TIMESTAMPS.get(self.target)
 
+    @property
+    def is_recall(self) -> bool:
+        """Back from ``ready`` to ``preparing`` (:func:`check_recall`): the
+        ready time is cleared, the start time kept."""
+        return (self.current, self.target) == (READY, PREPARING)
+
 
 def allowed_targets(flow: str, current: str) -> frozenset[str]:
     return TRANSITIONS[flow][current]
@@ -117,6 +123,15 @@ def check_transition(flow: str, current: str, target: str) -> Transition:
     if target not in TRANSITIONS[flow][current]:
         raise IllegalTransition(flow, current, target)
     return Transition(flow, current, target)
+
+
+def check_recall(flow: str, current: str) -> Transition:
+    """The kitchen takes back an order it bumped: ``ready`` returns to
+    ``preparing``. Not in the table (no path goes back); raises
+    :class:`IllegalTransition` from any other state."""
+    if flow not in TRANSITIONS or current != READY:
+        raise IllegalTransition(flow, current, PREPARING)
+    return Transition(flow, READY, PREPARING)
 
 
 def path_to(flow: str, current: str, target: str) -> list[Transition]:

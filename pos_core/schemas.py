@@ -608,6 +608,8 @@ class StationOut(Output):
     name: str
     category_ids: list[int]
     room: str
+    warn_minutes: int  # an order shown this long after it was sent is late
+    late_minutes: int  # ... and very late
 
 
 class KitchenLineOut(Output):
@@ -647,11 +649,20 @@ class AllDayOut(Output):
     qty: float
 
 
+class KitchenRecentOut(Output):
+    order_id: int
+    order_ref: str
+    table: str
+    kitchen_ready_at: datetime
+
+
 class StationTicketsOut(Output):
     station: StationOut
+    config_id: int  # its room (config:<id>) carries the orders' state changes
     last_seq: int  # subscribe after it: later tickets arrive as kitchen.ticket events
     orders: list[KitchenOrderOut]
     all_day: list[AllDayOut]
+    recent: list[KitchenRecentOut]  # bumped lately: what POST /orders/{id}/recall takes back
 
 
 class PosConfigOut(Output):

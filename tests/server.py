@@ -39,8 +39,9 @@ class OwnServerMixin:
     the HTTP workers' port; ``self.gevent_base`` is the same API on the
     gevent process's port (``self.http_port``, ``self.gevent_port``)."""
 
-    # Loopback only, whatever proxy the environment names.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # Loopback only, whatever proxy the environment names (not HttpCase's
+    # ``opener``, which talks to the test server).
+    loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _odoo_command(self):
         odoo_bin = os.path.join(os.path.dirname(os.path.dirname(odoo.__file__)), "odoo-bin")
@@ -128,7 +129,7 @@ class OwnServerMixin:
                     f"{self._server_output()}"
                 )
             try:
-                with self.opener.open(f"{base}/health", timeout=2) as response:
+                with self.loopback.open(f"{base}/health", timeout=2) as response:
                     if response.status == 200:
                         return
                 last_error = response.status

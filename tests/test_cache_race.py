@@ -60,7 +60,7 @@ class TestMenuCommitted(OwnServerMixin, PosApiFactories, TransactionCase):
             method="POST" if body is not None else "GET",
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
-        with self.opener.open(request, timeout=60) as response:
+        with self.loopback.open(request, timeout=60) as response:
             return response.status, response.headers, json.loads(response.read())
 
     def _menu_price(self):

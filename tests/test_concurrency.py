@@ -129,7 +129,7 @@ class TestConcurrentDuplicates(OwnServerMixin, PosApiFactories, TransactionCase)
                 **(headers or {}),
             },
         )
-        with self.opener.open(request, timeout=60) as response:
+        with self.loopback.open(request, timeout=60) as response:
             return response.status, json.loads(response.read())
 
     def test_payment_key_sent_at_once_from_separate_connections_pays_once(self):

@@ -253,7 +253,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
-            with self.opener.open(request, timeout=limits.LONGPOLL_MAX_TIMEOUT + 10) as response:
+            with self.loopback.open(request, timeout=limits.LONGPOLL_MAX_TIMEOUT + 10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             with error:
@@ -273,7 +273,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
         )
-        with self.opener.open(request, timeout=60) as response:
+        with self.loopback.open(request, timeout=60) as response:
             self.assertEqual(response.status, 201)
             return json.loads(response.read())["order"]
 

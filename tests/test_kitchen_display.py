@@ -76,6 +76,12 @@ class TestKitchenDisplay(KitchenPrintCase):
         self.assertEqual(payload["lines"][0]["name"], self.pizza.name)
         # The drink's ticket is the bar's: not in the kitchen's room.
         self.assertEqual(len(self._ticket_events(head)), 1)
+        # A reprint is a ticket of the station too.
+        ticket.action_reprint()
+        (reprint,) = self._ticket_events(event["seq"])
+        self.assertEqual(reprint["payload"]["kind"], "new")
+        self.assertTrue(reprint["payload"]["reprint"])
+        self.assertNotEqual(reprint["payload"]["ticket_id"], ticket.id)
 
     def test_only_stations_of_the_point_of_sale_are_shown(self):
         cases = [

@@ -5,11 +5,16 @@ order, then deltas), on real printers on 127.0.0.1 whose bytes are parsed.
 """
 
 import json
+from datetime import timedelta
+from unittest.mock import patch
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.tests import tagged
+from odoo.tools import mute_logger
 
-from ..pos_core import kitchen_changes
+from ..models import pos_kitchen_ticket
+from ..models.pos_sync_log import EVENTS_KEY
+from ..pos_core import events, kitchen_changes
 from ..pos_core import lifecycle as lc
 from .test_kitchen_print import KitchenPrintCase
 
@@ -155,6 +160,10 @@ class TestKitchenPosUi(KitchenPrintCase):
             order, payload, json.dumps(split), [Command.update(pizza.id, {"qty": 1})]
         )
         self.assertEqual(after, tickets)
+        # The mark is honoured once: the server keeps the state without it.
+        stored = json.loads(order.last_order_preparation_change)
+        self.assertNotIn(kitchen_changes.NO_TICKET, stored)
+        self.assertEqual(kitchen_changes.parse(stored).lines[pizza.uuid].qty, 1)
         # The next Order sends only real changes: none.
         self.assertEqual(self._ui_sync(order, payload, ui_state([(pizza, 1)])), tickets)
 
@@ -196,7 +205,11 @@ class TestKitchenPosUi(KitchenPrintCase):
         cancel = order.api_ticket_ids - tickets
         self.assertEqual(set(cancel.mapped("kind")), {"cancel"})
         self._print_all(cancel)
-        self.assertIn(f"2 x {self.pizza.name}", self.kitchen_printer.wait_for(1)[0].text)
+        # The station prints its new-order ticket first, then the cancellation.
+        new, cancelled = self.kitchen_printer.wait_for(2)
+        self.assertIn("NEW ORDER", new.text)
+        self.assertIn("CANCELLED", cancelled.text)
+        self.assertIn(f"2 x {self.pizza.name}", cancelled.text)
 
     def test_an_order_paid_without_the_order_button_goes_to_the_kitchen(self):
         # Counter service: paid at once, as Odoo's receipt screen prints it.
@@ -213,3 +226,83 @@ class TestKitchenPosUi(KitchenPrintCase):
         self.env["pos.order"].sync_from_ui([payload])
         order.invalidate_recordset()
         self.assertEqual(order.api_ticket_ids, tickets)
+
+    def test_an_order_sent_from_the_pos_ui_enters_preparing_and_is_bumped(self):
+        order, payload = self._ui_draft([(self.pizza, 1)])
+        self.assertEqual(order.api_state, lc.DRAFT)
+        pizza = self._line(order, self.pizza)
+        self._ui_sync(order, payload, ui_state([(pizza, 1)]))
+        # Dine-in: draft -> validated -> preparing, by the POS UI.
+        self.assertEqual(order.api_state, lc.PREPARING)
+        history = order.api_state_history_ids.filtered(lambda row: row.source == "pos_ui")
+        self.assertEqual(sorted(history.mapped("to_state")), sorted([lc.VALIDATED, lc.PREPARING]))
+        status, body = self._call(
+            "GET", f"/stations/{self.kitchen_station.id}/tickets", device=self.kitchen
+        )
+        self.assertEqual(status, 200, body)
+        self.assertIn(order.id, [shown["order_id"] for shown in body["orders"]])
+        status, body = self._call("POST", f"/orders/{order.id}/ready", {}, device=self.kitchen)
+        self.assertEqual(status, 200, body)
+        order.invalidate_recordset()
+        self.assertEqual(order.api_state, lc.READY)
+        self.assertEqual(len(order.api_ticket_ids), 1)
+
+    def test_a_pay_first_order_enters_preparing_once_paid_with_its_first_send_time(self):
+        self.config.api_kitchen_flow = lc.PAY_FIRST
+        order, payload = self._ui_draft([(self.pizza, 1)])
+        pizza = self._line(order, self.pizza)
+        (ticket,) = self._ui_sync(order, payload, ui_state([(pizza, 1)]))
+        # Not paid yet: the POS UI takes the payment, the lifecycle waits.
+        self.assertEqual((order.state, order.api_state), ("draft", lc.DRAFT))
+        sent_at = fields.Datetime.now() - timedelta(minutes=5)
+        order.with_context(pos_api_transition=True).kitchen_started_at = sent_at
+        # Paid in the POS UI: the same order, its line unchanged.
+        paid = self._ui_order_payload(self.session, [(self.pizza, 1)], order_uuid=order.uuid)
+        paid["lines"] = []
+        self.env["pos.order"].sync_from_ui(
+            [{**paid, "id": order.id, "last_order_preparation_change": ui_state([(pizza, 1)])}]
+        )
+        order.invalidate_recordset()
+        self.assertEqual((order.state, order.api_state), ("paid", lc.PREPARING))
+        self.assertEqual(order.kitchen_started_at, sent_at)
+        self.assertEqual(order.api_ticket_ids, ticket)
+
+    def test_a_kitchen_fault_does_not_break_the_pos_ui_sync_and_is_sent_later(self):
+        order, payload = self._ui_draft([(self.pizza, 1)])
+        pizza = self._line(order, self.pizza)
+        tickets = type(self.env["pos.api.print.ticket"])
+        announce = tickets._api_announce_tickets
+
+        def announce_then_fail(records):
+            announce(records)
+            raise ValueError("bug after the tickets were made")
+
+        jobs = self.env["queue.job"].sudo()
+        job_count = jobs.search_count([("model_name", "=", tickets._name)])
+        with (
+            patch.object(tickets, "_api_announce_tickets", announce_then_fail),
+            mute_logger(pos_kitchen_ticket.__name__),
+        ):
+            self.assertFalse(self._ui_sync(order, payload, ui_state([(pizza, 1)])))
+        # The order is saved; no ticket, no job, no event of one; the
+        # kitchen's state is what it was before.
+        self.assertFalse(self.env["pos.api.print.ticket"].search([("order_id", "=", order.id)]))
+        self.assertEqual(jobs.search_count([("model_name", "=", tickets._name)]), job_count)
+        buffered = self.env.cr.precommit.data.get(EVENTS_KEY, [])
+        self.assertNotIn(events.KITCHEN_TICKET, [event[2] for event in buffered])
+        self.assertEqual(order.lines, pizza)
+        self.assertFalse(kitchen_changes.parse(order.last_order_preparation_change).lines)
+        self.assertEqual(order.api_state, lc.DRAFT)
+        # The next sync sends it.
+        tickets = self._ui_sync(order, payload, ui_state([(pizza, 1)]))
+        self.assertEqual((tickets.kind, tickets.station_id), ("new", self.kitchen_station))
+
+    def test_a_point_of_sale_without_stations_is_left_as_odoo_has_it(self):
+        self.env["pos.api.printer"].search([]).config_ids = False
+        payload = self._ui_order_payload(self.session, [(self.pizza, 1)])
+        self.env["pos.order"].sync_from_ui([payload])
+        order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
+        self.assertEqual(order.state, "paid")
+        self.assertFalse(order.api_ticket_ids)
+        self.assertFalse(order.kitchen_started_at)
+        self.assertFalse(kitchen_changes.parse(order.last_order_preparation_change).lines)

@@ -14,6 +14,7 @@ from unittest.mock import patch
 from odoo import fields, sql_db
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
+from odoo.tools import mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
@@ -390,10 +391,14 @@ class TestKitchenPrint(KitchenPrintCase):
         self.kitchen_printer.stop()
         orders = [self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]) for _ in range(3)]
         tickets = [order.api_ticket_ids for order in orders]
-        # The printer is down: the newest job tries the oldest ticket first.
+        # The printer is down: the newest job tries the oldest ticket first,
+        # and records its own try as failed behind it.
         error = self._print(tickets[2])
-        self.assertIn(f"after ticket {tickets[0].id}", str(error))
-        self.assertEqual([ticket.state for ticket in tickets], ["failed", "queued", "queued"])
+        self.assertIsInstance(error, pos_kitchen_ticket.StationDown)
+        self.assertIn(f"waiting for ticket {tickets[0].id}", str(error))
+        self.assertEqual([ticket.state for ticket in tickets], ["failed", "queued", "failed"])
+        self.assertEqual([ticket.attempts for ticket in tickets], [1, 0, 0])
+        self.assertEqual(tickets[2].last_error, str(error))
         # Back: whichever job runs first prints them all, oldest first.
         self.kitchen_printer = self._printer(self.kitchen_station, port=port)
         self.assertIsNone(self._print(tickets[2]))
@@ -408,6 +413,82 @@ class TestKitchenPrint(KitchenPrintCase):
         )
         # Their own jobs find them printed.
         self.assertEqual(tickets[0]._api_print(), "already printed")
+
+    def test_a_ticket_waiting_behind_a_down_station_dies_on_its_own_clock(self):
+        self.kitchen_printer.stop()
+        first, second = (
+            self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]).api_ticket_ids
+            for _ in range(2)
+        )
+        self.assertIsInstance(self._print(first), RetryableJobError)
+        self.assertIsInstance(self._print(second), pos_kitchen_ticket.StationDown)
+        self.assertEqual((second.state, second.attempts), ("failed", 0))
+        self.assertTrue(second.first_try_at)
+        # Fifteen minutes after its own first try, it is given up on with
+        # the station's error, even though it never reached the printer.
+        past = fields.Datetime.now() - timedelta(seconds=print_retry.DEAD_AFTER)
+        second.first_try_at = past
+        self.assertIsNone(self._print(second))
+        self.assertEqual(second.state, "dead")
+        self.assertIn(f"waiting for ticket {first.id}", second.last_error)
+        self.env.cr.execute(
+            "SELECT count(*) FROM pos_sync_log WHERE event_type = 'print.failed'"
+            " AND res_model = %s AND res_id = %s",
+            [PRINT, second.id],
+        )
+        self.assertEqual(self.env.cr.fetchone()[0], 1)
+
+    def test_a_ticket_failing_for_its_own_reason_holds_up_no_later_ticket(self):
+        first, second = (
+            self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]).api_ticket_ids
+            for _ in range(2)
+        )
+        original = pos_kitchen_ticket.PosApiPrintTicket._api_ticket_fields
+
+        def fields_or_bug(ticket):
+            if ticket.id == first.id:
+                raise KeyError("lines")
+            return original(ticket)
+
+        with (
+            patch.object(pos_kitchen_ticket.PosApiPrintTicket, "_api_ticket_fields", fields_or_bug),
+            mute_logger(pos_kitchen_ticket.__name__),
+        ):
+            self.assertIsNone(self._print(second))
+            first.invalidate_recordset()
+            self.assertEqual((first.state, second.state), ("failed", "printed"))
+            self.assertIn("KeyError", first.last_error)
+        # Its own job prints it once the fault is gone.
+        self.assertIsNone(self._print(first))
+        self.assertEqual(len(self.kitchen_printer.wait_for(2)), 2)
+
+    def test_a_job_drains_at_most_a_batch_of_earlier_tickets_then_comes_back(self):
+        tickets = [
+            self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]).api_ticket_ids
+            for _ in range(4)
+        ]
+        with patch.object(pos_kitchen_ticket, "DRAIN_BATCH", 2):
+            error = self._print(tickets[3])
+            self.assertIsInstance(error, RetryableJobError)
+            self.assertTrue(error.ignore_retry)
+            for ticket in tickets:
+                ticket.invalidate_recordset()
+            self.assertEqual(
+                [ticket.state for ticket in tickets], ["printed", "printed", "queued", "queued"]
+            )
+            self.assertIsNone(self._print(tickets[3]))
+        self.assertEqual({ticket.state for ticket in tickets}, {"printed"})
+        self.assertEqual(len(self.kitchen_printer.wait_for(4)), 4)
+
+    def test_a_ticket_printed_since_the_job_started_is_not_printed_again(self):
+        ticket = self._ticket(self._to_kitchen(), self.kitchen_station)
+        self.assertEqual(ticket.state, "queued")  # what this job's snapshot says
+        # Another job printed it and committed after this job's snapshot.
+        self.env.cr.execute(
+            "UPDATE pos_api_print_ticket SET state = 'printed' WHERE id = %s", [ticket.id]
+        )
+        self.assertEqual(ticket._api_print(), "already printed or dead")
+        self.assertEqual(self.kitchen_printer.tickets, [])
 
     def test_one_job_prints_a_station_at_a_time(self):
         order = self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}])

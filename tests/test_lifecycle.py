@@ -37,15 +37,16 @@ class TestLifecycle(PosApiCommon):
         payload = self._ui_order_payload(self.session, [(products[0], 1), (products[1], 1)])
         self.env["pos.order"].sync_from_ui([payload])
         order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
-        self.assertEqual((order.state, order.api_state), ("paid", "paid"))
+        # Paid, and printed for the kitchen (pay first: the kitchen has it).
+        self.assertEqual((order.state, order.api_state), ("paid", "preparing"))
         self.assertEqual(order.api_flow, self.config.api_kitchen_flow)
-        history = order.api_state_history_ids
-        self.assertEqual(len(history), 1)
+        history = order.api_state_history_ids.sorted("id")
         self.assertEqual(
-            (history.from_state, history.to_state, history.source), ("draft", "paid", "pos_ui")
+            [(row.from_state, row.to_state, row.source) for row in history],
+            [("draft", "paid", "pos_ui"), ("paid", "preparing", "pos_ui")],
         )
+        self.assertTrue(order.api_ticket_ids)
         # From there the kitchen bumps it like any other order.
-        order._api_transition(lc.PREPARING)
         order._api_transition(lc.READY)
         self.assertEqual(order.api_state, "ready")
 
@@ -336,7 +337,7 @@ class TestOdooFlowStillWorks(PosApiCommon):
         payload["partner_id"] = partner.id
         self.env["pos.order"].sync_from_ui([payload])
         order = self.env["pos.order"].search([("uuid", "=", payload["uuid"])])
-        order._api_transition(lc.PREPARING)
+        self.assertEqual(order.api_state, lc.PREPARING)  # paid, printed for the kitchen
         order._api_transition(lc.READY)
         order._api_transition(lc.DONE)
         order._api_transition(lc.INVOICED)

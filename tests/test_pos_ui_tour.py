@@ -36,7 +36,8 @@ class TestPosUiTour(PosApiFactories, HttpCase):
             [("session_id", "=", session.id), ("state", "!=", "cancel")]
         )
         self.assertEqual(len(order), 1, order.mapped("name"))
-        self.assertEqual((order.state, order.api_state), ("paid", "paid"))
+        # Paid, and its kitchen lines printed: the kitchen has it (pay first).
+        self.assertEqual((order.state, order.api_state), ("paid", "preparing"))
         self.assertEqual(order.table_id, self.table)
         self.assertEqual(
             {line.product_id.id: line.qty for line in order.lines},
@@ -47,8 +48,7 @@ class TestPosUiTour(PosApiFactories, HttpCase):
         self.assertAlmostEqual(sum(order.payment_ids.mapped("amount")), 10.10, places=2)
         history = order.api_state_history_ids.filtered(lambda row: row.source == "pos_ui")
         self.assertTrue(history, order.api_state_history_ids.read(["from_state", "to_state"]))
-        self.assertEqual(history[-1].to_state, "paid")
-        self.assertEqual(order.api_state_history_ids[-1].to_state, "paid")
+        self.assertEqual(history.sorted("id").mapped("to_state"), ["paid", "preparing"])
         self.assertTrue(order.picking_ids, "stock is updated in real time for UI orders")
 
         # Close as the cashier does: count the cash, then Odoo's own closing.
@@ -64,4 +64,4 @@ class TestPosUiTour(PosApiFactories, HttpCase):
         self.assertEqual(session.move_id.state, "posted")
         self.assertEqual(order.state, "done")
         # Odoo moving orders to done at closing keeps the lifecycle where it was.
-        self.assertEqual(order.api_state, "paid")
+        self.assertEqual(order.api_state, "preparing")

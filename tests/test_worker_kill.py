@@ -137,7 +137,7 @@ class TestWorkerKill(OwnServerMixin, PosApiFactories, TransactionCase):
             },
         )
         try:
-            with self.opener.open(request, timeout=REQUEST_TIMEOUT) as response:
+            with self.loopback.open(request, timeout=REQUEST_TIMEOUT) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             with error:

@@ -134,6 +134,17 @@ def test_delta_cancel_reprint_and_backup_tickets_say_so():
     assert "BACKUP" not in plain.text
 
 
+def test_a_line_kept_as_json_comes_back_the_same():
+    line = TicketLine(
+        "Menu", 2, ("Size: L",), ("Sauce: extra",), "no ice", ((2, "Burger"), (2, "Fries")), True
+    )
+    data = line.as_json()
+    assert data["combo"] == [[2, "Burger"], [2, "Fries"]]
+    assert TicketLine.from_json(data) == line
+    # Keys a ticket left out are empty.
+    assert TicketLine.from_json({"name": "Soup", "qty": -1}) == TicketLine("Soup", -1)
+
+
 def test_bad_tickets_are_refused():
     with pytest.raises(kitchen_ticket.TicketError):
         kitchen_ticket.render(ticket(kind="later"))

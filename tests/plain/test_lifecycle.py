@@ -104,3 +104,24 @@ def test_path_to_refuses_going_back_or_cancelling():
         lc.path_to(lc.PAY_FIRST, "draft", "cancel")
     with pytest.raises(lc.IllegalTransition):
         lc.path_to(lc.PAY_FIRST, "draft", "draft")
+
+
+def test_a_recall_takes_a_ready_order_back_to_preparing_only():
+    for flow in lc.FLOWS:
+        recall = lc.check_recall(flow, lc.READY)
+        assert (recall.current, recall.target, recall.is_recall) == (
+            lc.READY,
+            lc.PREPARING,
+            True,
+        )
+        assert not lc.check_transition(flow, lc.PREPARING, lc.READY).is_recall
+        for state in set(lc.STATES) - {lc.READY}:
+            with pytest.raises(lc.IllegalTransition):
+                lc.check_recall(flow, state)
+        # The table itself never goes back: no path recalls.
+        with pytest.raises(lc.IllegalTransition):
+            lc.check_transition(flow, lc.READY, lc.PREPARING)
+        with pytest.raises(lc.IllegalTransition):
+            lc.path_to(flow, lc.READY, lc.PREPARING)
+    with pytest.raises(lc.IllegalTransition):
+        lc.check_recall("buffet", lc.READY)

@@ -23,24 +23,24 @@ patch(PosOrder.prototype, {
 patch(SplitBillScreen.prototype, {
     async createSplittedOrder() {
         const original = this.currentOrder;
-        const sentBefore = Object.values(original.last_order_preparation_change.lines).map(
-            (entry) => ({ ...entry })
+        const sentBefore = Object.entries(original.last_order_preparation_change.lines).map(
+            ([key, entry]) => [key, { ...entry }]
         );
         await super.createSplittedOrder(...arguments);
+        // What the kitchen had, less what moved to the new order. (With
+        // Odoo order printers too, Odoo's split marks every line as sent,
+        // lines never sent included: they would never print.)
         const state = original.last_order_preparation_change;
         const quantities = new Map(original.lines.map((line) => [line.uuid, line.get_quantity()]));
         let moved = false;
-        for (const entry of sentBefore) {
-            if ((quantities.get(entry.uuid) || 0) < entry.quantity) {
+        state.lines = {};
+        for (const [key, entry] of sentBefore) {
+            const quantity = Math.min(quantities.get(entry.uuid) || 0, entry.quantity);
+            if (quantity < entry.quantity) {
                 moved = true;
             }
-        }
-        for (const [key, entry] of Object.entries(state.lines)) {
-            const quantity = quantities.get(entry.uuid) || 0;
-            if (quantity <= 0) {
-                delete state.lines[key];
-            } else if (quantity < entry.quantity) {
-                entry.quantity = quantity;
+            if (quantity > 0) {
+                state.lines[key] = { ...entry, quantity };
             }
         }
         if (moved) {
