@@ -142,6 +142,31 @@ class OwnServerMixin:
         )
 
 
+class SyncLogMark:
+    """A point of sale's sync log as a test found it (its last row and its
+    head), put back by :meth:`restore` after the test committed events."""
+
+    def __init__(self, cr, config_id):
+        self.config_id = config_id
+        cr.execute("SELECT COALESCE(max(id), 0) FROM pos_sync_log")
+        self.first_log_id = cr.fetchone()[0]
+        cr.execute(
+            "SELECT last_seq, floor_seq FROM pos_sync_log_head WHERE config_id = %s",
+            [config_id],
+        )
+        self.head = cr.fetchone()
+
+    def restore(self, cr):
+        cr.execute("DELETE FROM pos_sync_log WHERE id > %s", [self.first_log_id])
+        if self.head:
+            cr.execute(
+                "UPDATE pos_sync_log_head SET last_seq = %s, floor_seq = %s WHERE config_id = %s",
+                [*self.head, self.config_id],
+            )
+        else:
+            cr.execute("DELETE FROM pos_sync_log_head WHERE config_id = %s", [self.config_id])
+
+
 class OwnRedis:
     """A redis-server of a test's own, which it may stop and start again on
     the same port (``url``)."""

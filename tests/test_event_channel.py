@@ -31,7 +31,7 @@ from ..pos_core import client as reference
 from ..pos_core import events, limits
 from ..pos_core import websocket as ws
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
-from .server import OwnServerMixin
+from .server import OwnServerMixin, SyncLogMark
 from .threads import thread_env
 
 _logger = logging.getLogger(__name__)
@@ -172,13 +172,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             self.opened_session_id = None
             if not config.current_session_id:
                 self.opened_session_id = self._open_session(config).id
-            env.cr.execute("SELECT COALESCE(max(id), 0) FROM pos_sync_log")
-            self.first_log_id = env.cr.fetchone()[0]
-            env.cr.execute(
-                "SELECT last_seq, floor_seq FROM pos_sync_log_head WHERE config_id = %s",
-                [self.config_id],
-            )
-            self.head_before = env.cr.fetchone()
+            self.log_mark = SyncLogMark(env.cr, self.config_id)
         self.assertTrue(self.table_ids, "the demo restaurant has no tables")
         self.addCleanup(self._cleanup)
         self.waiter_id, self.token = self._device("waiter")
@@ -213,17 +207,7 @@ class TestEventChannel(OwnServerMixin, PosApiFactories, TransactionCase):
             if self.opened_session_id:
                 env["pos.session"].browse(self.opened_session_id).unlink()
         with self._cursor() as env:
-            env.cr.execute("DELETE FROM pos_sync_log WHERE id > %s", [self.first_log_id])
-            if self.head_before:
-                env.cr.execute(
-                    "UPDATE pos_sync_log_head SET last_seq = %s, floor_seq = %s"
-                    " WHERE config_id = %s",
-                    [*self.head_before, self.config_id],
-                )
-            else:
-                env.cr.execute(
-                    "DELETE FROM pos_sync_log_head WHERE config_id = %s", [self.config_id]
-                )
+            self.log_mark.restore(env.cr)
             env["pos.api.device"].browse(self.device_ids).unlink()
 
     # ------------------------------------------------------------ helpers

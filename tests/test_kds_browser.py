@@ -17,7 +17,8 @@ from odoo.tests import HttpCase, tagged
 from ..pos_core import lifecycle as lc
 from ..pos_core import schemas as s
 from .common import DEMO_CONFIG_XMLID, PosApiFactories
-from .server import OwnServerMixin
+from .server import OwnServerMixin, SyncLogMark
+from .threads import thread_env
 
 TIMEOUT = 120  # seconds for each step of the server side
 
@@ -82,12 +83,17 @@ class TestKdsBrowser(OwnServerMixin, PosApiFactories, HttpCase):
         self.errors = []
         self.admin_id = self.env.ref("base.user_admin").id
         with self.registry.cursor() as cr:
-            env = api.Environment(cr, self.admin_id, {})
+            env = thread_env(self.registry, cr, self.admin_id)
             config = env.ref(DEMO_CONFIG_XMLID)
             self.config_id = config.id
             self.flow = config.api_kitchen_flow
             config.api_kitchen_flow = lc.DINE_IN
-            self._open_session(config)
+            # Orders need an open session: opened here when none is, and
+            # removed afterwards.
+            self.opened_session_id = None
+            if not config.current_session_id:
+                self.opened_session_id = self._open_session(config).id
+            self.log_mark = SyncLogMark(cr, config.id)
             self.waiter_id = self._create_device("waiter", config, name="Test KDS waiter").id
             kitchen = self._create_device("kitchen", config, name="Test KDS kitchen")
             self.kitchen_id = kitchen.id
@@ -106,16 +112,20 @@ class TestKdsBrowser(OwnServerMixin, PosApiFactories, HttpCase):
 
     def _cleanup(self):
         with self.registry.cursor() as cr:
-            env = api.Environment(cr, api.SUPERUSER_ID, {})
+            env = thread_env(self.registry, cr, api.SUPERUSER_ID)
             orders = env["pos.order"].search([("uuid", "in", self.uuids)])
             jobs = orders.api_ticket_ids.mapped("job_uuid")
             orders.filtered(lambda order: order.state == "draft").action_pos_order_cancel()
             jobs += orders.api_ticket_ids.mapped("job_uuid")
             orders.unlink()
+            if self.opened_session_id:
+                env["pos.session"].browse(self.opened_session_id).unlink()
             if jobs:
                 cr.execute("DELETE FROM queue_job WHERE uuid IN %s", [tuple(filter(None, jobs))])
-            env["pos.api.device"].browse([self.waiter_id, self.kitchen_id]).active = False
+            # With their connection rows (the killed server's among them).
+            env["pos.api.device"].browse([self.waiter_id, self.kitchen_id]).unlink()
             env["pos.config"].browse(self.config_id).api_kitchen_flow = self.flow
+            self.log_mark.restore(cr)
 
     # ------------------------------------------------------------------
     # the server side, in a thread while the page runs
@@ -124,7 +134,7 @@ class TestKdsBrowser(OwnServerMixin, PosApiFactories, HttpCase):
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             with self.registry.cursor() as cr:
-                if predicate(api.Environment(cr, api.SUPERUSER_ID, {})):
+                if predicate(thread_env(self.registry, cr, api.SUPERUSER_ID)):
                     return
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}")
@@ -134,7 +144,7 @@ class TestKdsBrowser(OwnServerMixin, PosApiFactories, HttpCase):
         order_uuid = str(uuid.uuid4())
         self.uuids.append(order_uuid)
         with self.registry.cursor() as cr:
-            env = api.Environment(cr, self.admin_id, {})
+            env = thread_env(self.registry, cr, self.admin_id)
             body = s.OrderCreate(
                 uuid=order_uuid,
                 lines=[{"product_id": self.pizza_id, "qty": "1"}],
@@ -187,7 +197,7 @@ class TestKdsBrowser(OwnServerMixin, PosApiFactories, HttpCase):
         if self.errors:
             raise self.errors[0]
         with self.registry.cursor() as cr:
-            env = api.Environment(cr, api.SUPERUSER_ID, {})
+            env = thread_env(self.registry, cr, api.SUPERUSER_ID)
             orders = env["pos.order"].search([("uuid", "in", self.uuids)])
             self.assertEqual(orders.mapped("api_state"), [lc.READY, lc.READY])
             sources = orders.api_state_history_ids.filtered(lambda row: row.to_state == lc.READY)
