@@ -196,10 +196,12 @@ def table_ready(cr):
 
 def menu_version(cr, config_id):
     """``(version, open_session_id)`` of a point of sale's menu in this
-    transaction's snapshot, in one query: the rows of its namespaces, and
-    the pricelist rules bounded in time that hold now (a price changes when
-    one starts or ends). ``version`` is None when it cannot be cached: the
-    table is missing, or this transaction has marks of its own."""
+    transaction's snapshot, in one query: the rows of its namespaces, the
+    pricelist rules bounded in time that hold now (a price changes when one
+    starts or ends), and the date of the latest currency rate in force (a
+    rate entered ahead of its date takes effect then, without a write).
+    ``version`` is None when it cannot be cached: the table is missing, or
+    this transaction has marks of its own."""
     pairs = [(namespace, 0) for namespace in MENU_NAMESPACES]
     pairs.append((cache_engine.SETTINGS, config_id))
     ready = table_ready(cr)
@@ -216,7 +218,9 @@ def menu_version(cr, config_id):
                      WHERE pos.id = %(config_id)s
                        AND (item.date_start IS NOT NULL OR item.date_end IS NOT NULL)
                        AND (item.date_start IS NULL OR item.date_start <= now() AT TIME ZONE 'UTC')
-                       AND (item.date_end IS NULL OR item.date_end >= now() AT TIME ZONE 'UTC'))
+                       AND (item.date_end IS NULL OR item.date_end >= now() AT TIME ZONE 'UTC')),
+                   (SELECT max(name) FROM res_currency_rate
+                     WHERE name <= (now() AT TIME ZONE 'UTC')::date)
             """,
             versions=SQL(
                 """(SELECT array_agg(namespace || '.' || scope || '=' || version
@@ -230,10 +234,10 @@ def menu_version(cr, config_id):
             config_id=config_id,
         )
     )
-    versions, session_id, timed_rules = cr.fetchone()
+    versions, session_id, timed_rules, rate_date = cr.fetchone()
     if not ready or has_pending_marks(cr):
         return None, session_id
-    return (tuple(versions or ()), tuple(timed_rules or ())), session_id
+    return (tuple(versions or ()), tuple(timed_rules or ()), str(rate_date)), session_id
 
 
 def init_versions(cr):
@@ -292,6 +296,16 @@ class PosApiCacheMixin(models.AbstractModel):
     def write(self, vals):
         result = super().write(vals)
         if self and vals and self._pos_api_cache_reads(vals):
+            self._pos_api_cache_mark(self._pos_api_cache_scopes())
+        return result
+
+    def _update_field_translations(self, field_name, translations, digest=None, source_lang=None):
+        # A translation written apart from write() (the backend's language
+        # dialog) changes what a device reads in that language.
+        result = super()._update_field_translations(
+            field_name, translations, digest=digest, source_lang=source_lang
+        )
+        if self and self._pos_api_cache_reads({field_name}):
             self._pos_api_cache_mark(self._pos_api_cache_scopes())
         return result
 

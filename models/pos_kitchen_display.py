@@ -117,8 +117,7 @@ class PosApiPrinter(models.Model):
         return [
             {
                 "order_id": order.id,
-                "order_ref": order.pos_reference or order.name,
-                "table": (order.table_id.table_number and str(order.table_id.table_number)) or "",
+                **order._api_kitchen_label(),
                 "kitchen_ready_at": order.kitchen_ready_at,
             }
             for order in orders
@@ -171,6 +170,16 @@ class PosApiDevice(models.Model):
         help="Made for a logged-in user's kitchen display page, which gets short "
         "access tokens from the user's session.",
     )
+
+    def init(self):
+        result = super().init()
+        # One display device per user and point of sale, even when two first
+        # requests race.
+        self.env.cr.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS pos_api_device_kds_browser_unique"
+            " ON pos_api_device (config_id, user_id) WHERE kds_browser"
+        )
+        return result
 
     @api.model
     def _api_kds_user_device(self, config):

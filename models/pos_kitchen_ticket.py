@@ -109,16 +109,7 @@ class PosApiPrintTicket(models.Model):
         ``pos.order._api_kitchen_items``); with ``note_changed`` (the
         order's note), the stations that have its earlier tickets get one
         even without lines of theirs."""
-        stations = (
-            self.env["pos.api.printer"]
-            .sudo()
-            .search(
-                [
-                    ("config_ids", "in", order.config_id.ids),
-                    ("company_id", "=", order.company_id.id),
-                ]
-            )
-        )
+        stations = self.env["pos.api.printer"]._api_stations(order)
         if not stations:
             return self.browse()
         routed, _unrouted = kitchen_routing.route(
@@ -290,16 +281,26 @@ class PosApiPrintTicket(models.Model):
 
     def _api_blocked(self, waiting, exc):
         """This ticket's turn did not come: ``waiting``, an earlier ticket of
-        its station, could not print. Recorded as a failed try of its own."""
-        now = fields.Datetime.now()
-        first = self.first_try_at or now
+        its station, could not print (``exc``). Recorded as a failed try of
+        its own, read afresh as ``_api_claim`` does (another job may have
+        printed it since this job's snapshot; a try that died printing it
+        still marks it as a possible duplicate)."""
+        self.env.flush_all()
+        with self.env.registry.cursor() as cr:
+            ticket = self.with_env(self.env(cr=cr))
+            if ticket.state in ("printed", "dead"):
+                return "already printed or dead"
+            now = fields.Datetime.now()
+            first = ticket.first_try_at or now
+            duplicate = ticket.possible_duplicate or ticket.state == "printing"
         return self._api_failed(
             first,
-            f"waiting for ticket {waiting.id}: {waiting.last_error}",
+            f"waiting for ticket {waiting.id}: {exc}",
             exc,
             StationDown,
             first_try_at=first,
             last_try_at=now,
+            possible_duplicate=duplicate,
         )
 
     def _api_wake_waiting(self):
@@ -407,6 +408,13 @@ class PosApiPrintTicket(models.Model):
 
 class PosApiPrinter(models.Model):
     _inherit = "pos.api.printer"
+
+    @api.model
+    def _api_stations(self, order):
+        """The stations that print ``order``'s tickets."""
+        return self.sudo().search(
+            [("config_ids", "in", order.config_id.ids), ("company_id", "=", order.company_id.id)]
+        )
 
     def _api_rule(self):
         self.ensure_one()
@@ -634,10 +642,11 @@ class PosOrder(models.Model):
         sync or a prepare sends the changes again. Concurrency errors go up,
         for Odoo to retry the whole request."""
         self.ensure_one()
-        if self.state == "cancel" or not self._api_has_stations():
+        if self.state == "cancel" or not self.env["pos.api.printer"]._api_stations(self):
             return
-        log = self.env["pos.sync.log"]
-        mark = log._buffer_mark()
+        # The savepoint flushes first (the sync's own events are inserted);
+        # its rollback drops the tickets, their jobs and the events buffered
+        # since.
         try:
             with self.env.cr.savepoint():
                 self._api_ui_sent(before)
@@ -645,42 +654,40 @@ class PosOrder(models.Model):
             raise
         except Exception:
             _logger.exception("Order %s: the kitchen's part of the POS UI sync failed", self.id)
-            log._buffer_rollback(mark)
             self.invalidate_recordset()
             self.last_order_preparation_change = kitchen_changes.dump(
                 list(before.lines.values()), before.general_note, self.takeaway
             )
 
-    def _api_has_stations(self):
-        return bool(
-            self.env["pos.api.printer"]
-            .sudo()
-            .search_count([("config_ids", "in", self.config_id.ids)], limit=1)
-        )
-
     def _api_ui_sent(self, before):
         after = self._api_kitchen_sent()
+        tickets = self.env["pos.api.print.ticket"]
         if after.no_ticket:
             # A split bill moved lines the kitchen has: recorded, not printed;
             # the mark is honoured once.
             self._api_record_sent(list(after.lines.values()), after.general_note)
         else:
-            self._api_print_changes(before, after)
+            tickets |= self._api_print_changes(before, after)
         if self.state in ("paid", "done", "invoiced"):
             unsent = kitchen_changes.changes(after, self._api_kitchen_state())
             if any(change.delta > 0 for change in unsent):
-                self._api_send_to_kitchen()
+                tickets |= self._api_send_to_kitchen()
         if self.kitchen_started_at:
-            self._api_enter_kitchen()
+            self._api_enter_kitchen(tickets)
 
-    def _api_enter_kitchen(self):
+    def _api_enter_kitchen(self, tickets):
         """The POS UI sent the order to the kitchen: it enters preparing,
         through the states its flow passes (a dine-in order from draft, a
         pay-first one once paid), as a prepare through the API would, so
-        that the kitchen display shows it and a bump moves it on. An order
-        whose flow cannot get there (a dine-in order already paid, an order
-        the kitchen has, a pay-first order not paid yet: the POS UI takes
-        the payment) stays where it is."""
+        that the kitchen display shows it and a bump moves it on; a ready
+        order that gets new ``tickets`` is recalled to preparing. An order
+        whose flow cannot get there (a dine-in order already paid or served,
+        an order the kitchen has, a pay-first order not paid yet: the POS UI
+        takes the payment) stays where it is."""
+        if self.api_state == lc.READY and tickets:
+            # Changed after the kitchen bumped it: back on its display.
+            self._api_recall(reason="changed in the POS UI", source="pos_ui")
+            return
         try:
             path = lc.path_to(self.api_flow, self.api_state, lc.PREPARING)
         except lc.IllegalTransition:
@@ -704,16 +711,21 @@ class PosOrder(models.Model):
         seats = {item.line.api_seat for item in routed if item.line.api_seat}
         return {
             "kind": kind,
-            "order_ref": order.pos_reference or order.name,
+            **order._api_kitchen_label(),
             "station": station.name,
             "at": fields.Datetime.to_string(fields.Datetime.now()),
-            "table": (order.table_id.table_number and str(order.table_id.table_number)) or "",
             "seat": ", ".join(str(seat) for seat in sorted(seats)),
             "guests": order.customer_count or 0,
             "waiter": order.user_id.name or "",
             "note": order.general_note or "",
             "lines": lines,
         }
+
+    def _api_kitchen_label(self):
+        """How the kitchen names the order: its reference and its table."""
+        self.ensure_one()
+        table = self.table_id.table_number
+        return {"order_ref": self.pos_reference or self.name, "table": str(table) if table else ""}
 
     def _api_ticket_line(self, kind, item):
         change = item.change

@@ -281,18 +281,6 @@ class PosSyncLog(models.Model):
         )
 
     @api.model
-    def _buffer_mark(self):
-        """Where this transaction's event buffer stands (see
-        ``_buffer_rollback``)."""
-        return len(self.env.cr.precommit.data.get(EVENTS_KEY, ()))
-
-    @api.model
-    def _buffer_rollback(self, mark):
-        """Drop the events buffered since ``mark``: their writes were rolled
-        back to a savepoint."""
-        del self.env.cr.precommit.data.get(EVENTS_KEY, [])[mark:]
-
-    @api.model
     def _sync_dirty(self):
         """What this transaction changed, for ``_build_events`` at precommit
         (the emission concern, pos_sync_events.py, fills and reads it)."""

@@ -39,11 +39,12 @@ class TestKdsPage(KitchenPrintCase):
         self.assertIn('"user_tokens": true', page.text)
         result = self.make_jsonrpc_request("/pos_api/kds/token", {"config_id": self.config.id})
         self.assertEqual(result["config_id"], self.config.id)
+        token = result["access_token"]
         device = self.env["pos.api.device"].search([("user_id", "=", cook.id)])
         self.assertEqual((device.role, device.kds_browser), ("kitchen", True))
         self.assertFalse(device.refresh_jti)  # no refresh token lives anywhere
         status, body = self._call(
-            "GET", f"/stations/{self.kitchen_station.id}/tickets", token=result["access_token"]
+            "GET", f"/stations/{self.kitchen_station.id}/tickets", token=token
         )
         self.assertEqual(status, 200, body)
         # Again: the same device.
@@ -56,7 +57,7 @@ class TestKdsPage(KitchenPrintCase):
         status, _body = self._call(
             "GET",
             f"/stations/{self.kitchen_station.id}/tickets",
-            token=device._sign_pair().access_token,
+            token=token,
         )
         self.assertEqual(status, 403)
 

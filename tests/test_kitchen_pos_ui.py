@@ -290,6 +290,12 @@ class TestKitchenPosUi(KitchenPrintCase):
         self.assertEqual(jobs.search_count([("model_name", "=", tickets._name)]), job_count)
         buffered = self.env.cr.precommit.data.get(EVENTS_KEY, [])
         self.assertNotIn(events.KITCHEN_TICKET, [event[2] for event in buffered])
+        self.env.cr.flush()
+        self.env.cr.execute(
+            "SELECT count(*) FROM pos_sync_log WHERE event_type = %s AND payload->>'order_id' = %s",
+            [events.KITCHEN_TICKET, str(order.id)],
+        )
+        self.assertEqual(self.env.cr.fetchone()[0], 0)
         self.assertEqual(order.lines, pizza)
         self.assertFalse(kitchen_changes.parse(order.last_order_preparation_change).lines)
         self.assertEqual(order.api_state, lc.DRAFT)
@@ -306,3 +312,23 @@ class TestKitchenPosUi(KitchenPrintCase):
         self.assertFalse(order.api_ticket_ids)
         self.assertFalse(order.kitchen_started_at)
         self.assertFalse(kitchen_changes.parse(order.last_order_preparation_change).lines)
+
+    def test_a_change_after_the_bump_recalls_the_order_to_the_display(self):
+        order, payload = self._ui_draft([(self.pizza, 1)])
+        pizza = self._line(order, self.pizza)
+        tickets = self._ui_sync(order, payload, ui_state([(pizza, 1)]))
+        order._api_transition(lc.READY)
+        self.assertTrue(order.kitchen_ready_at)
+        # One more pizza, sent from the POS UI: the kitchen has work again.
+        lines = [Command.update(pizza.id, {"qty": 2})]
+        self._ui_sync(order, payload, ui_state([(pizza, 1)]), lines)
+        delta = self._ui_sync(order, payload, ui_state([(pizza, 2)])) - tickets
+        self.assertEqual(delta.kind, "delta")
+        self.assertEqual(order.api_state, lc.PREPARING)
+        self.assertFalse(order.kitchen_ready_at)
+        last = order.api_state_history_ids.sorted("id")[-1]
+        self.assertEqual((last.from_state, last.source), (lc.READY, "pos_ui"))
+        # Synced again with nothing new: it stays where the kitchen puts it.
+        order._api_transition(lc.READY)
+        self._ui_sync(order, payload, ui_state([(pizza, 2)]))
+        self.assertEqual(order.api_state, lc.READY)

@@ -430,13 +430,30 @@ class TestKitchenPrint(KitchenPrintCase):
         second.first_try_at = past
         self.assertIsNone(self._print(second))
         self.assertEqual(second.state, "dead")
-        self.assertIn(f"waiting for ticket {first.id}", second.last_error)
+        first.invalidate_recordset()
+        self.assertEqual(second.last_error, f"waiting for ticket {first.id}: {first.last_error}")
         self.env.cr.execute(
             "SELECT count(*) FROM pos_sync_log WHERE event_type = 'print.failed'"
             " AND res_model = %s AND res_id = %s",
             [PRINT, second.id],
         )
         self.assertEqual(self.env.cr.fetchone()[0], 1)
+
+    def test_a_ticket_printed_meanwhile_is_not_marked_failed_behind_a_down_station(self):
+        self.kitchen_printer.stop()
+        first, second = (
+            self._to_kitchen([{"product_id": self.pizza.id, "qty": "1"}]).api_ticket_ids
+            for _ in range(2)
+        )
+        self.assertEqual(second.state, "queued")  # what this job's snapshot says
+        self.env.cr.execute(
+            "UPDATE pos_api_print_ticket SET state = 'printed' WHERE id = %s", [second.id]
+        )
+        self.assertEqual(second._api_print(), "already printed or dead")
+        second.invalidate_recordset()
+        self.assertEqual(second.state, "printed")
+        first.invalidate_recordset()
+        self.assertEqual(first.state, "failed")
 
     def test_a_ticket_failing_for_its_own_reason_holds_up_no_later_ticket(self):
         first, second = (

@@ -3,10 +3,12 @@ the floor plan with its live state and the point of sale's settings; and
 the menu's version, bumped by what the menu is built from only."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from unittest.mock import patch
 
 import odoo
+from odoo import fields
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config as odoo_config
 
@@ -415,8 +417,55 @@ class TestMenuVersion(PosApiHttpCommon):
 
         walk(self.env.cr.fetchone()[0][0]["Plan"])
         self.assertEqual(
-            tables, {"pos_api_cache_version", "pos_session", "product_pricelist_item", "pos_config"}
+            tables,
+            {
+                "pos_api_cache_version",
+                "pos_session",
+                "product_pricelist_item",
+                "pos_config",
+                "res_currency_rate",  # its date index, backwards: the latest rate in force
+            },
         )
+
+    def test_a_translation_written_apart_bumps(self):
+        self.env["res.lang"]._activate_lang("fr_FR")
+        template = self._pos_products(1).product_tmpl_id
+        self._assert_bumps(
+            lambda: template.update_field_translations("name", {"fr_FR": "Traduit à part"})
+        )
+        partner = self.env["res.partner"].create({"name": "Not on a menu"})
+        self._assert_bumps(
+            lambda: (
+                self.env["res.partner.category"]
+                .create({"name": "Tag", "partner_ids": [(4, partner.id)]})
+                .update_field_translations("name", {"fr_FR": "Étiquette"})
+            ),
+            bumps=False,
+        )
+
+    def test_a_rate_entered_ahead_of_its_date_counts_from_that_date(self):
+        today = fields.Date.today()
+        # Rolled back with the test: every rate of the database is older.
+        self.env.cr.execute(
+            "UPDATE res_currency_rate SET name = name - 1000 WHERE name >= %s",
+            [today - timedelta(days=1)],
+        )
+        self.env.invalidate_all()
+        rate = self.env["res.currency.rate"].create(
+            {
+                "currency_id": self.env.ref("base.EUR").id,
+                "name": today + timedelta(days=1),
+                "rate": 1.25,
+                "company_id": self.config.company_id.id,
+            }
+        )
+        self.env.flush_all()
+        before = self._version()
+        # The day comes (no write: the date the query compares with moves).
+        self.env.cr.execute(
+            "UPDATE res_currency_rate SET name = %s WHERE id = %s", [today, rate.id]
+        )
+        self.assertNotEqual(self._version(), before)
 
     def test_what_bumps_and_what_does_not(self):
         product = self._pos_products(1)

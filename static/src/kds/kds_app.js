@@ -13,11 +13,11 @@
 import { Component, onMounted, onWillUnmount, useState, whenReady } from "@odoo/owl";
 import { mountComponent } from "@web/env";
 import { session } from "@web/session";
-import { ApiError, Credentials, KdsClient } from "./kds_client";
+import { ApiError, backoffDelay, Credentials, KdsClient } from "./kds_client";
 
-// Events after which the document is read again.
-const REFRESH_EVENTS = new Set([
-    "kitchen.ticket",
+// Events of the orders on the display (or just bumped) after which the
+// document is read again; a new ticket of the station always.
+const ORDER_EVENTS = new Set([
     "order.state_changed",
     "order.updated",
     "line.updated",
@@ -25,6 +25,7 @@ const REFRESH_EVENTS = new Set([
     "print.failed",
 ]);
 const REFRESH_DELAY = 150; // ms: the events of one commit are read once
+const REFRESH_MAX_WAIT = 1000; // ms: a steady stream of events still reads
 const CLOCK_INTERVAL = 15000; // ms between two repaints of the ages
 
 export class KitchenDisplay extends Component {
@@ -49,6 +50,9 @@ export class KitchenDisplay extends Component {
         });
         this.client = null;
         this.refreshTimer = null;
+        this.refreshSince = null;
+        this.reads = 0; // the latest read wins, whatever order the answers come in
+        this.startAttempt = 0;
         onMounted(() => this.start());
         onWillUnmount(() => {
             this.client?.stop();
@@ -63,7 +67,9 @@ export class KitchenDisplay extends Component {
             this.state.phase = "token";
             return;
         }
-        this.clock = setInterval(() => (this.state.now = Date.now()), CLOCK_INTERVAL);
+        if (!this.clock) {
+            this.clock = setInterval(() => (this.state.now = Date.now()), CLOCK_INTERVAL);
+        }
         try {
             if (!this.info.station_id) {
                 const config = await this.api().call("GET", "/config");
@@ -75,6 +81,10 @@ export class KitchenDisplay extends Component {
             this.follow();
         } catch (error) {
             this.fail(error);
+            if (!(error instanceof ApiError)) {
+                // The server is not up yet (a power cut): try again.
+                setTimeout(() => this.start(), backoffDelay(this.startAttempt++));
+            }
         }
     }
 
@@ -98,11 +108,12 @@ export class KitchenDisplay extends Component {
             credentials: this.credentials,
             rooms: [station.room, `config:${this.state.document.config_id}`],
             onEvents: (events) => {
-                if (events.some((event) => REFRESH_EVENTS.has(event.type))) {
+                if (events.some((event) => this.concerns(event))) {
                     this.scheduleRefresh();
                 }
             },
             onResync: () => this.scheduleRefresh(),
+            onAuthLost: (error) => this.fail(error),
             onStatus: (online) => {
                 const back = online && !this.state.online;
                 this.state.online = online;
@@ -115,16 +126,43 @@ export class KitchenDisplay extends Component {
         this.client.start(this.state.document.last_seq);
     }
 
+    /** Whether an event changes what the display shows. */
+    concerns(event) {
+        if (event.type === "kitchen.ticket") {
+            return true;
+        }
+        if (!ORDER_EVENTS.has(event.type)) {
+            return false;
+        }
+        const payload = event.payload || {};
+        const orderId = event.type === "line.updated" ? payload.order_id : payload.id;
+        const document = this.state.document;
+        const shown = [...document.orders, ...document.recent].some(
+            (order) => order.order_id === orderId
+        );
+        return shown || payload.state === "preparing";
+    }
+
     scheduleRefresh() {
+        const now = Date.now();
+        this.refreshSince = this.refreshSince ?? now;
         clearTimeout(this.refreshTimer);
-        this.refreshTimer = setTimeout(() => this.refresh().catch((e) => this.fail(e)), REFRESH_DELAY);
+        const delay = Math.min(REFRESH_DELAY, Math.max(0, this.refreshSince + REFRESH_MAX_WAIT - now));
+        this.refreshTimer = setTimeout(() => {
+            this.refreshSince = null;
+            this.refresh().catch((e) => this.fail(e));
+        }, delay);
     }
 
     async refresh() {
+        const read = ++this.reads;
         const document = await this.api().call(
             "GET",
             `/stations/${this.info.station_id}/tickets`
         );
+        if (read !== this.reads) {
+            return; // a later read is on its way
+        }
         this.state.document = document;
         this.state.phase = "display";
         this.state.now = Date.now();

@@ -52,6 +52,9 @@ export class Credentials {
         this.renewing = null;
     }
     load() {
+        if (this.userTokens) {
+            return {}; // the session's own, asked for when needed
+        }
         const fragment = new URLSearchParams(window.location.hash.slice(1));
         if (fragment.get("access")) {
             const tokens = { access: fragment.get("access"), refresh: fragment.get("refresh") };
@@ -100,6 +103,13 @@ export class Credentials {
             this.save({ access: result.access_token });
             return result.access_token;
         }
+        // Another tab of the same device may have rotated the pair already.
+        const stored = this.load();
+        if (stored.access && expiresAt(stored.access) - RENEW_MARGIN > Date.now() / 1000) {
+            this.tokens = stored;
+            return stored.access;
+        }
+        this.tokens = { ...this.tokens, ...stored };
         if (!this.tokens.refresh) {
             throw new ApiError(401, { error: { code: "missing_token" } });
         }
@@ -128,14 +138,17 @@ export class KdsClient {
      * @param {(events: Object[]) => void} options.onEvents
      * @param {() => void} options.onResync the display must read its document again
      * @param {(online: boolean) => void} options.onStatus
+     * @param {(error: ApiError) => void} [options.onAuthLost] the tokens no
+     *     longer hold: the client has stopped
      */
-    constructor({ credentials, rooms, onEvents, onResync, onStatus }) {
+    constructor({ credentials, rooms, onEvents, onResync, onStatus, onAuthLost }) {
         this.credentials = credentials;
         this.api = credentials.api;
         this.rooms = rooms;
         this.onEvents = onEvents;
         this.onResync = onResync;
         this.onStatus = onStatus;
+        this.onAuthLost = onAuthLost || (() => {});
         this.lastSeq = null;
         this.attempt = 0;
         this.stopped = false;
@@ -207,6 +220,17 @@ export class KdsClient {
         }
     }
 
+    /** Whether ``error`` says the tokens no longer hold (then the client
+     * stops and tells its owner: retrying would not help). */
+    lostAuth(error) {
+        if (!(error instanceof ApiError) || ![401, 403].includes(error.status)) {
+            return false;
+        }
+        this.stop();
+        this.onAuthLost(error);
+        return true;
+    }
+
     retry() {
         if (this.stopped) {
             return;
@@ -237,8 +261,10 @@ export class KdsClient {
             opened = true;
             try {
                 socket.send(JSON.stringify({ type: "auth", token: await this.credentials.access() }));
-            } catch {
-                socket.close(4001);
+            } catch (error) {
+                if (!this.lostAuth(error)) {
+                    socket.close(4001);
+                }
             }
         };
         socket.onmessage = (message) => {
@@ -320,8 +346,10 @@ export class KdsClient {
             }
             const pause = Date.now() - start < 1000 ? LONGPOLL_PAUSE : 0;
             this.timer = setTimeout(() => this.connect(), pause);
-        } catch {
-            this.retry();
+        } catch (error) {
+            if (!this.lostAuth(error)) {
+                this.retry();
+            }
         }
     }
 }
