@@ -9,10 +9,8 @@ that the page asks for here (``POST /pos_api/kds/token``)."""
 from odoo import http
 from odoo.http import request
 
-from ..pos_core import limits
+from ..pos_core import api_spec, limits
 from ..pos_core.exceptions import InvalidInput, PosApiError
-
-API = "/pos_api/v1"
 
 
 class PosApiKdsController(http.Controller):
@@ -32,7 +30,7 @@ class PosApiKdsController(http.Controller):
             return request.not_found()
         user = request.env.user
         info = {
-            "api": API,
+            "api": api_spec.PREFIX,
             "station_id": station_id,
             "config_id": config_id,
             # A logged-in user gets tokens from the session; anyone else
@@ -55,20 +53,10 @@ class PosApiKdsController(http.Controller):
         point of sale ``config_id`` (default: the first the user may open
         that has stations)."""
         try:
-            config = self._config(self._config_id(config_id))
-            device = request.env["pos.api.device"]._api_kds_user_device(config)
-            refusal = device._user_refusal()
-            if refusal:
-                raise refusal
-            pair = device.sudo()._sign_pair()
+            return request.env["pos.api.device"]._api_kds_user_token(self._config_id(config_id))
         except PosApiError as exc:
             request.env.cr.rollback()
             return {"error": exc.to_dict()["error"], "status": exc.status}
-        return {
-            "access_token": pair.access_token,
-            "expires_at": pair.access_expires_at,
-            "config_id": config.id,
-        }
 
     @staticmethod
     def _config_id(config_id):
@@ -80,18 +68,3 @@ class PosApiKdsController(http.Controller):
             raise InvalidInput("config_id is a point of sale id.", code="invalid_query") from exc
         limits.check_id("config_id", config_id)
         return config_id
-
-    @staticmethod
-    def _config(config_id):
-        configs = request.env["pos.config"]
-        domain = [("id", "=", config_id)] if config_id else []
-        stations = request.env["pos.api.printer"].sudo().search([])
-        config = configs.search(
-            [*domain, ("id", "in", stations.config_ids.ids)], order="id", limit=1
-        )
-        if not config:
-            raise InvalidInput(
-                "No point of sale with kitchen stations that this user may open.",
-                code="no_kitchen_config",
-            )
-        return config

@@ -10,7 +10,7 @@ from odoo import api, fields, models
 
 from ..pos_core import events, kitchen_ticket
 from ..pos_core import lifecycle as lc
-from ..pos_core.exceptions import Forbidden, NotFound
+from ..pos_core.exceptions import Forbidden, InvalidInput, NotFound
 from .pos_api_device import ROLE_GROUPS
 from .pos_sync_log import event_at
 
@@ -180,6 +180,32 @@ class PosApiDevice(models.Model):
             " ON pos_api_device (config_id, user_id) WHERE kds_browser"
         )
         return result
+
+    @api.model
+    def _api_kds_user_token(self, config_id=None):
+        """A short access token (no refresh token: the page asks again) of
+        the current user's display device for ``config_id``, or the first
+        point of sale with stations the user may read."""
+        stations = self.env["pos.api.printer"].sudo().search([])
+        domain = [("id", "=", config_id)] if config_id else []
+        config = self.env["pos.config"].search(
+            [*domain, ("id", "in", stations.config_ids.ids)], order="id", limit=1
+        )
+        if not config:
+            raise InvalidInput(
+                "No point of sale with kitchen stations that this user may open.",
+                code="no_kitchen_config",
+            )
+        device = self._api_kds_user_device(config)
+        refusal = device._user_refusal()
+        if refusal:
+            raise refusal
+        pair = device._sign_pair()
+        return {
+            "access_token": pair.access_token,
+            "expires_at": pair.access_expires_at,
+            "config_id": config.id,
+        }
 
     @api.model
     def _api_kds_user_device(self, config):

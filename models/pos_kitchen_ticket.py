@@ -258,26 +258,31 @@ class PosApiPrintTicket(models.Model):
         self.env.flush_all()
         with self.env.registry.cursor() as cr:
             ticket = self.with_env(self.env(cr=cr))
-            if ticket.state in ("printed", "dead"):
-                claim = None
-            else:
-                now = fields.Datetime.now()
-                claim = (
-                    ticket.first_try_at or now,
-                    ticket.possible_duplicate or ticket.state == "printing",
-                )
+            claim = ticket._api_fresh_try()
+            if claim is not None:
                 ticket.write(
                     {
                         "state": "printing",
                         "attempts": ticket.attempts + 1,
                         "first_try_at": claim[0],
-                        "last_try_at": now,
+                        "last_try_at": fields.Datetime.now(),
                         "possible_duplicate": claim[1],
                     }
                 )
                 ticket.env.flush_all()
         self.invalidate_recordset()
         return claim
+
+    def _api_fresh_try(self):
+        """Of this ticket as its (fresh) cursor reads it: when it was first
+        tried (now for a first try) and whether the kitchen may get it twice
+        (a try died printing it), or None when it is printed or dead."""
+        if self.state in ("printed", "dead"):
+            return None
+        return (
+            self.first_try_at or fields.Datetime.now(),
+            self.possible_duplicate or self.state == "printing",
+        )
 
     def _api_blocked(self, waiting, exc):
         """This ticket's turn did not come: ``waiting``, an earlier ticket of
@@ -287,19 +292,17 @@ class PosApiPrintTicket(models.Model):
         still marks it as a possible duplicate)."""
         self.env.flush_all()
         with self.env.registry.cursor() as cr:
-            ticket = self.with_env(self.env(cr=cr))
-            if ticket.state in ("printed", "dead"):
-                return "already printed or dead"
-            now = fields.Datetime.now()
-            first = ticket.first_try_at or now
-            duplicate = ticket.possible_duplicate or ticket.state == "printing"
+            fresh = self.with_env(self.env(cr=cr))._api_fresh_try()
+        if fresh is None:
+            return "already printed or dead"
+        first, duplicate = fresh
         return self._api_failed(
             first,
             f"waiting for ticket {waiting.id}: {exc}",
             exc,
             StationDown,
             first_try_at=first,
-            last_try_at=now,
+            last_try_at=fields.Datetime.now(),
             possible_duplicate=duplicate,
         )
 
@@ -638,9 +641,10 @@ class PosOrder(models.Model):
         them, as Odoo's receipt screen does.
 
         A fault here must not lose the cashier's order: it is logged, and
-        the kitchen's state is put back as it was, so that the order's next
-        sync or a prepare sends the changes again. Concurrency errors go up,
-        for Odoo to retry the whole request."""
+        the kitchen's state is put back as it was, so that the POS UI shows
+        those lines as not sent yet, for its next Order (or a prepare) to
+        send. Concurrency errors go up, for Odoo to retry the whole
+        request."""
         self.ensure_one()
         if self.state == "cancel" or not self.env["pos.api.printer"]._api_stations(self):
             return

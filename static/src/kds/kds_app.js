@@ -72,7 +72,7 @@ export class KitchenDisplay extends Component {
         }
         try {
             if (!this.info.station_id) {
-                const config = await this.api().call("GET", "/config");
+                const config = await this.credentials.call("GET", "/config");
                 this.state.stations = config.stations;
                 this.state.phase = "choose";
                 return;
@@ -86,20 +86,6 @@ export class KitchenDisplay extends Component {
                 setTimeout(() => this.start(), backoffDelay(this.startAttempt++));
             }
         }
-    }
-
-    /** A client for calls before the live one exists. */
-    api() {
-        return (
-            this.client ||
-            new KdsClient({
-                credentials: this.credentials,
-                rooms: [],
-                onEvents: () => {},
-                onResync: () => {},
-                onStatus: () => {},
-            })
-        );
     }
 
     follow() {
@@ -156,7 +142,7 @@ export class KitchenDisplay extends Component {
 
     async refresh() {
         const read = ++this.reads;
-        const document = await this.api().call(
+        const document = await this.credentials.call(
             "GET",
             `/stations/${this.info.station_id}/tickets`
         );
@@ -192,7 +178,7 @@ export class KitchenDisplay extends Component {
         }
         this.state.busy[orderId] = true;
         try {
-            await this.api().call("POST", path, {});
+            await this.credentials.call("POST", path, {});
             await this.refresh();
         } catch (error) {
             this.state.error = error.message || String(error);

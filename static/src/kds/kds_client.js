@@ -128,6 +128,30 @@ export class Credentials {
         this.save({ access: body.access_token, refresh: body.refresh_token });
         return body.access_token;
     }
+
+    /** A JSON call of the device API; a 401 renews the token once. */
+    async call(method, path, body) {
+        for (let retry = 0; ; retry++) {
+            const token = await this.access();
+            const response = await fetch(`${this.api}${path}`, {
+                method,
+                headers: {
+                    Authorization: `Bearer ${token}`,
+                    ...(body ? { "Content-Type": "application/json" } : {}),
+                },
+                body: body ? JSON.stringify(body) : undefined,
+            });
+            const data = await response.json().catch(() => ({}));
+            if (response.status === 401 && retry === 0) {
+                this.tokens.access = null;
+                continue;
+            }
+            if (!response.ok) {
+                throw new ApiError(response.status, data);
+            }
+            return data;
+        }
+    }
 }
 
 export class KdsClient {
@@ -155,30 +179,6 @@ export class KdsClient {
         this.socket = null;
         this.longPoll = false;
         this.timer = null;
-    }
-
-    /** A JSON call of the device API; a 401 renews the token once. */
-    async call(method, path, body) {
-        for (let retry = 0; ; retry++) {
-            const token = await this.credentials.access();
-            const response = await fetch(`${this.api}${path}`, {
-                method,
-                headers: {
-                    Authorization: `Bearer ${token}`,
-                    ...(body ? { "Content-Type": "application/json" } : {}),
-                },
-                body: body ? JSON.stringify(body) : undefined,
-            });
-            const data = await response.json().catch(() => ({}));
-            if (response.status === 401 && retry === 0) {
-                this.credentials.tokens.access = null;
-                continue;
-            }
-            if (!response.ok) {
-                throw new ApiError(response.status, data);
-            }
-            return data;
-        }
     }
 
     /** Follow the rooms from ``after`` (the document's last_seq). */
@@ -334,7 +334,7 @@ export class KdsClient {
                 query.set("after", String(this.lastSeq));
             }
             const start = Date.now();
-            const result = await this.call("GET", `/events?${query}`);
+            const result = await this.credentials.call("GET", `/events?${query}`);
             this.attempt = 0;
             this.onStatus(true);
             if (result.resync) {
